@@ -1,0 +1,11 @@
+"""Fixtures shared by every package's tests live in tests/fixtures/."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "tests"))
+
+pytest_plugins = [
+    "fixtures.servers",
+    "fixtures.certs",
+]

@@ -1,0 +1,5 @@
+"""gear-client."""
+
+from gear.client._version import __version__
+
+__all__ = ["__version__"]

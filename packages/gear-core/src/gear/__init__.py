@@ -1,0 +1,189 @@
+"""gear: clients, workers, the admin protocol and a server for Gearman.
+
+This module is the facade of every gear distribution. The core names are
+always here; ``gear.Client``, ``gear.Worker``, ``gear.Server`` and
+``gear.ACL`` (and their relatives) come from gear-client, gear-worker,
+gear-server and gear-acl, and name the package to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+__path__ = pkgutil.extend_path(__path__, __name__)
+
+from gear import constants
+from gear._version import __version__
+from gear.admin import (
+    AdminRequest,
+    CancelJobAdminRequest,
+    ServerAdminRequest,
+    ShowJobsAdminRequest,
+    ShowUniqueJobsAdminRequest,
+    StatusAdminRequest,
+    VersionAdminRequest,
+    WorkersAdminRequest,
+)
+from gear.connection import Connection, NonBlockingConnection, ServerConnection
+from gear.constants import PRECEDENCE_HIGH, PRECEDENCE_LOW, PRECEDENCE_NORMAL
+from gear.errors import (
+    ConfigurationError,
+    ConnectionError,
+    DisconnectError,
+    GearmanError,
+    InterruptedError,
+    InvalidDataError,
+    NoConnectedServersError,
+    RetryIOError,
+    TimeoutError,
+    UnknownJobError,
+)
+from gear.job import BaseBinaryJob, BaseJob, TextJobArguments, TextJobUnique, TextList
+from gear.packet import Packet
+from gear.tasks import OptionReqTask, SubmitJobTask, Task
+from gear.tls import best_tls_version, create_ssl_context
+from gear.util import convert_to_bytes
+
+statsd: ModuleType | None
+try:
+    import statsd  # type: ignore[import-not-found, no-redef]
+except ImportError:
+    statsd = None
+
+if TYPE_CHECKING:
+    from gear import acl
+    from gear.acl import ACL, ACLEntry, ACLError
+    from gear.base import BaseClient, BaseClientServer
+    from gear.client import BinaryJob, Client, Job, TextJob
+    from gear.server import Server, ServerJob
+    from gear.worker import (
+        BinaryWorkerJob,
+        FunctionRecord,
+        TextWorker,
+        TextWorkerJob,
+        Worker,
+        WorkerJob,
+    )
+
+#: Names provided by other distributions: name -> (module, distribution).
+_LAZY: dict[str, tuple[str, str]] = {
+    "BaseClientServer": ("gear.base", "gear-core"),
+    "BaseClient": ("gear.base", "gear-core"),
+    "Client": ("gear.client", "gear-client"),
+    "Job": ("gear.client", "gear-client"),
+    "TextJob": ("gear.client", "gear-client"),
+    "BinaryJob": ("gear.client", "gear-client"),
+    "Worker": ("gear.worker", "gear-worker"),
+    "TextWorker": ("gear.worker", "gear-worker"),
+    "WorkerJob": ("gear.worker", "gear-worker"),
+    "TextWorkerJob": ("gear.worker", "gear-worker"),
+    "BinaryWorkerJob": ("gear.worker", "gear-worker"),
+    "FunctionRecord": ("gear.worker", "gear-worker"),
+    "Server": ("gear.server", "gear-server"),
+    "ServerJob": ("gear.server", "gear-server"),
+    "ACL": ("gear.acl", "gear-acl"),
+    "ACLEntry": ("gear.acl", "gear-acl"),
+    "ACLError": ("gear.acl", "gear-acl"),
+}
+_LAZY_MODULES: dict[str, str] = {"acl": "gear-acl"}
+
+_CORE_NAMES = [
+    "AdminRequest",
+    "BaseBinaryJob",
+    "BaseJob",
+    "CancelJobAdminRequest",
+    "ConfigurationError",
+    "Connection",
+    "ConnectionError",
+    "DisconnectError",
+    "GearmanError",
+    "InterruptedError",
+    "InvalidDataError",
+    "NoConnectedServersError",
+    "NonBlockingConnection",
+    "OptionReqTask",
+    "PRECEDENCE_HIGH",
+    "PRECEDENCE_LOW",
+    "PRECEDENCE_NORMAL",
+    "Packet",
+    "RetryIOError",
+    "ServerAdminRequest",
+    "ServerConnection",
+    "ShowJobsAdminRequest",
+    "ShowUniqueJobsAdminRequest",
+    "StatusAdminRequest",
+    "SubmitJobTask",
+    "Task",
+    "TextJobArguments",
+    "TextJobUnique",
+    "TextList",
+    "TimeoutError",
+    "UnknownJobError",
+    "VersionAdminRequest",
+    "WorkersAdminRequest",
+    "best_tls_version",
+    "constants",
+    "convert_to_bytes",
+    "create_ssl_context",
+    "statsd",
+]
+
+#: Every public name of the facade, whichever distributions are installed.
+PUBLIC_NAMES = frozenset(_CORE_NAMES) | frozenset(_LAZY) | frozenset(_LAZY_MODULES)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+__all__ = sorted(
+    _CORE_NAMES
+    + [name for name, (module, _) in _LAZY.items() if _installed(module)]
+    + [name for name in _LAZY_MODULES if _installed("gear." + name)]
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module_name, distribution = _LAZY[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name not in (module_name, None) and not module_name.startswith(e.name + "."):
+                raise
+            raise ImportError(
+                "gear.%s is provided by %s: pip install %s" % (name, distribution, distribution),
+                name=name,
+            ) from None
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _LAZY_MODULES:
+        distribution = _LAZY_MODULES[name]
+        try:
+            return importlib.import_module("gear." + name)
+        except ModuleNotFoundError as e:
+            if e.name != "gear." + name:
+                raise
+            raise ImportError(
+                "gear.%s is provided by %s: pip install %s" % (name, distribution, distribution),
+                name=name,
+            ) from None
+    raise AttributeError("module 'gear' has no attribute %r" % (name,))
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | PUBLIC_NAMES)
+
+
+for _value in list(globals().values()):
+    if isinstance(_value, type) and _value.__module__.startswith("gear.") and _value.__name__ in PUBLIC_NAMES:
+        _value.__module__ = "gear"
+del _value

@@ -1,0 +1,97 @@
+"""Every exception gear raises.
+
+The names and the flat hierarchy (each derives from :class:`Exception`) are
+those of gear 0.16, so ``except gear.TimeoutError`` keeps working. The names
+that collide with builtins also derive from the builtin, so ``except
+TimeoutError`` catches :class:`gear.TimeoutError` too.
+
+:class:`ProtocolError` is new: :class:`LocalProtocolError` means this side
+misused the protocol, :class:`RemoteProtocolError` means the peer sent bytes
+that are not valid Gearman.
+"""
+
+import builtins
+
+__all__ = [
+    "GearmanError",
+    "ConnectionError",
+    "InvalidDataError",
+    "ConfigurationError",
+    "NoConnectedServersError",
+    "UnknownJobError",
+    "InterruptedError",
+    "TimeoutError",
+    "DisconnectError",
+    "RetryIOError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "JobFailedError",
+]
+
+
+class GearmanError(Exception):
+    """A request was not accepted by any server, or a reply did not match."""
+
+
+class ConnectionError(builtins.ConnectionError):
+    """No connection to a Gearman server could be opened or kept."""
+
+
+class InvalidDataError(Exception):
+    """Data given to gear is not valid for the operation."""
+
+
+class ConfigurationError(Exception):
+    """The object was configured in a way that cannot work."""
+
+
+class NoConnectedServersError(Exception):
+    """There is no connected server to send a request to."""
+
+
+class UnknownJobError(Exception):
+    """A packet names a job handle this side does not know."""
+
+
+class InterruptedError(builtins.InterruptedError):
+    """A blocking wait was interrupted by ``stopWaitingForJobs`` or shutdown."""
+
+
+class TimeoutError(builtins.TimeoutError):
+    """A blocking wait ran out of time."""
+
+
+class DisconnectError(Exception):
+    """The peer closed the connection."""
+
+
+class RetryIOError(Exception):
+    """A non-blocking read or write would block; try again when ready."""
+
+
+class ProtocolError(Exception):
+    """Bytes on the wire broke the Gearman protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side tried to send something the protocol does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that is not valid Gearman.
+
+    The connection it came on cannot be trusted to stay in sync and should be
+    closed; other connections are unaffected.
+    """
+
+
+class JobFailedError(GearmanError):
+    """A job ended with WORK_FAIL or WORK_EXCEPTION.
+
+    ``exception`` holds the WORK_EXCEPTION payload, or ``None`` for WORK_FAIL.
+    """
+
+    def __init__(self, message: str, exception: bytes | None = None) -> None:
+        super().__init__(message)
+        self.exception = exception

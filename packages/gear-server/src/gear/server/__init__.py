@@ -1,0 +1,5 @@
+"""gear-server."""
+
+from gear.server._version import __version__
+
+__all__ = ["__version__"]
