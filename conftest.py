@@ -8,4 +8,6 @@ sys.path.insert(0, str(Path(__file__).parent / "tests"))
 pytest_plugins = [
     "fixtures.servers",
     "fixtures.certs",
+    "fixtures.geard",
+    "fixtures.gear016",
 ]
