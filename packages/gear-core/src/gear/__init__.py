@@ -16,37 +16,64 @@ from typing import TYPE_CHECKING, Any
 
 __path__ = pkgutil.extend_path(__path__, __name__)
 
-from gear import constants
-from gear._version import __version__
+from gear import constants as constants
+from gear._version import (
+    __version__ as __version__,
+)
 from gear.admin import (
-    AdminRequest,
-    CancelJobAdminRequest,
-    ServerAdminRequest,
-    ShowJobsAdminRequest,
-    ShowUniqueJobsAdminRequest,
-    StatusAdminRequest,
-    VersionAdminRequest,
-    WorkersAdminRequest,
+    AdminRequest as AdminRequest,
+    CancelJobAdminRequest as CancelJobAdminRequest,
+    ServerAdminRequest as ServerAdminRequest,
+    ShowJobsAdminRequest as ShowJobsAdminRequest,
+    ShowUniqueJobsAdminRequest as ShowUniqueJobsAdminRequest,
+    StatusAdminRequest as StatusAdminRequest,
+    VersionAdminRequest as VersionAdminRequest,
+    WorkersAdminRequest as WorkersAdminRequest,
 )
-from gear.connection import Connection, NonBlockingConnection, ServerConnection
-from gear.constants import PRECEDENCE_HIGH, PRECEDENCE_LOW, PRECEDENCE_NORMAL
+from gear.connection import (
+    Connection as Connection,
+    NonBlockingConnection as NonBlockingConnection,
+    ServerConnection as ServerConnection,
+)
+from gear.constants import (
+    PRECEDENCE_HIGH as PRECEDENCE_HIGH,
+    PRECEDENCE_LOW as PRECEDENCE_LOW,
+    PRECEDENCE_NORMAL as PRECEDENCE_NORMAL,
+)
 from gear.errors import (
-    ConfigurationError,
-    ConnectionError,
-    DisconnectError,
-    GearmanError,
-    InterruptedError,
-    InvalidDataError,
-    NoConnectedServersError,
-    RetryIOError,
-    TimeoutError,
-    UnknownJobError,
+    ConfigurationError as ConfigurationError,
+    ConnectionError as ConnectionError,
+    DisconnectError as DisconnectError,
+    GearmanError as GearmanError,
+    InterruptedError as InterruptedError,
+    InvalidDataError as InvalidDataError,
+    NoConnectedServersError as NoConnectedServersError,
+    RetryIOError as RetryIOError,
+    TimeoutError as TimeoutError,
+    UnknownJobError as UnknownJobError,
 )
-from gear.job import BaseBinaryJob, BaseJob, TextJobArguments, TextJobUnique, TextList
-from gear.packet import Packet
-from gear.tasks import OptionReqTask, SubmitJobTask, Task
-from gear.tls import best_tls_version, create_ssl_context
-from gear.util import convert_to_bytes
+from gear.job import (
+    BaseBinaryJob as BaseBinaryJob,
+    BaseJob as BaseJob,
+    TextJobArguments as TextJobArguments,
+    TextJobUnique as TextJobUnique,
+    TextList as TextList,
+)
+from gear.packet import (
+    Packet as Packet,
+)
+from gear.tasks import (
+    OptionReqTask as OptionReqTask,
+    SubmitJobTask as SubmitJobTask,
+    Task as Task,
+)
+from gear.tls import (
+    best_tls_version as best_tls_version,
+    create_ssl_context as create_ssl_context,
+)
+from gear.util import (
+    convert_to_bytes as convert_to_bytes,
+)
 
 statsd: ModuleType | None
 try:
@@ -55,18 +82,33 @@ except ImportError:
     statsd = None
 
 if TYPE_CHECKING:
-    from gear import acl
-    from gear.acl import ACL, ACLEntry, ACLError
-    from gear.base import BaseClient, BaseClientServer
-    from gear.client import BinaryJob, Client, Job, TextJob
-    from gear.server import Server, ServerJob
+    from gear import acl as acl
+    from gear.acl import (
+        ACL as ACL,
+        ACLEntry as ACLEntry,
+        ACLError as ACLError,
+    )
+    from gear.base import (
+        BaseClient as BaseClient,
+        BaseClientServer as BaseClientServer,
+    )
+    from gear.client import (
+        BinaryJob as BinaryJob,
+        Client as Client,
+        Job as Job,
+        TextJob as TextJob,
+    )
+    from gear.server import (
+        Server as Server,
+        ServerJob as ServerJob,
+    )
     from gear.worker import (
-        BinaryWorkerJob,
-        FunctionRecord,
-        TextWorker,
-        TextWorkerJob,
-        Worker,
-        WorkerJob,
+        BinaryWorkerJob as BinaryWorkerJob,
+        FunctionRecord as FunctionRecord,
+        TextWorker as TextWorker,
+        TextWorkerJob as TextWorkerJob,
+        Worker as Worker,
+        WorkerJob as WorkerJob,
     )
 
 #: Names provided by other distributions: name -> (module, distribution).
@@ -184,6 +226,10 @@ def __dir__() -> list[str]:
 
 
 for _value in list(globals().values()):
-    if isinstance(_value, type) and _value.__module__.startswith("gear.") and _value.__name__ in PUBLIC_NAMES:
+    if (
+        isinstance(_value, type)
+        and _value.__module__.startswith("gear.")
+        and _value.__name__ in PUBLIC_NAMES
+    ):
         _value.__module__ = "gear"
 del _value

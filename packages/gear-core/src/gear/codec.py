@@ -68,7 +68,7 @@ class Decoder:
     raises the same error.
     """
 
-    __slots__ = ("max_packet_size", "max_admin_line", "_buffer", "_error")
+    __slots__ = ("_buffer", "_error", "max_admin_line", "max_packet_size")
 
     def __init__(
         self,
@@ -137,8 +137,7 @@ class Decoder:
                     if newline < 0:
                         if end - pos >= self.max_admin_line:
                             self._fail(
-                                f"admin line longer than the limit of "
-                                f"{self.max_admin_line} bytes"
+                                f"admin line longer than the limit of {self.max_admin_line} bytes"
                             )
                         break
                     out.append(AdminLine(bytes(buf[pos : newline + 1])))
@@ -155,7 +154,7 @@ class Decoder:
 
     def _check_partial_magic(self, buf: bytearray, pos: int, avail: int) -> None:
         if not self._partial_magic_ok(buf, pos, avail):
-            self._fail(f"bad packet magic {bytes(buf[pos:pos + 4])!r}: expected \\0REQ or \\0RES")
+            self._fail(f"bad packet magic {bytes(buf[pos : pos + 4])!r}: expected \\0REQ or \\0RES")
 
     def _fail(self, message: str) -> None:
         self._error = RemoteProtocolError(message)
@@ -196,7 +195,5 @@ def split_arguments(ptype: int, data: bytes) -> list[bytes]:
     parts = data.split(b"\x00", count - 1)
     if len(parts) != count:
         name = constants.types[ptype]
-        raise RemoteProtocolError(
-            f"{name} needs {count} NUL-separated arguments, got {len(parts)}"
-        )
+        raise RemoteProtocolError(f"{name} needs {count} NUL-separated arguments, got {len(parts)}")
     return parts

@@ -143,7 +143,8 @@ class Connection:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         self.log.debug("Unable to open socket to %s:%s: %s", self.host, self.port, last_error)
-        raise ConnectionError("Unable to open socket")
+        detail = ": %s" % (last_error,) if last_error is not None else ""
+        raise ConnectionError("Unable to open socket%s" % (detail,)) from last_error
 
     def connect(self) -> None:
         """Open the connection; raises :class:`gear.ConnectionError` on failure."""
@@ -249,7 +250,9 @@ class Connection:
         condition = threading.Condition()
         with self.echo_lock:
             if payload in self.echo_conditions:
-                raise InvalidDataError("This client is already waiting on an echo response of: %s" % (payload,))
+                raise InvalidDataError(
+                    "This client is already waiting on an echo response of: %s" % (payload,)
+                )
             self.echo_conditions[payload] = condition
         try:
             with condition:

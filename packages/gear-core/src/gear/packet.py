@@ -52,7 +52,7 @@ class Packet:
     ``connection`` is the connection it arrived on, if any.
     """
 
-    __slots__ = ("code", "ptype", "data", "connection")
+    __slots__ = ("code", "connection", "data", "ptype")
 
     def __init__(
         self,

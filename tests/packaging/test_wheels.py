@@ -1,0 +1,116 @@
+"""Build the five wheels and install subsets of them into fresh venvs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DISTRIBUTIONS = ["gear-core", "gear-client", "gear-worker", "gear-server", "gear-acl"]
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(out), *(str(ROOT / "packages" / d) for d in DISTRIBUTIONS)],
+        check=True,
+    )  # fmt: skip
+    found = {}
+    for dist in DISTRIBUTIONS:
+        matches = list(out.glob(dist.replace("-", "_") + "-*.whl"))
+        assert len(matches) == 1, (dist, matches)
+        found[dist] = matches[0]
+    return found
+
+
+def _files(wheel: Path) -> set[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        return {n for n in zf.namelist() if ".dist-info/" not in n}
+
+
+def test_no_file_is_in_two_wheels(wheels: dict[str, Path]) -> None:
+    owners: dict[str, str] = {}
+    for dist, wheel in wheels.items():
+        for name in _files(wheel):
+            assert name not in owners, f"{name} is in both {owners.get(name)} and {dist}"
+            owners[name] = dist
+    assert owners["gear/__init__.py"] == "gear-core"
+    for dist in DISTRIBUTIONS:
+        assert any(n.endswith("py.typed") for n in _files(wheels[dist])), dist
+
+
+def _venv_with(tmp_path: Path, wheels: dict[str, Path], dists: list[str]) -> Path:
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+         *(str(wheels[d]) for d in dists)],
+        check=True,
+    )  # fmt: skip
+    return python
+
+
+def _run(python: Path, code: str) -> str:
+    result = subprocess.run(
+        [str(python), "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd="/"
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_core_and_client_alone(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    python = _venv_with(tmp_path, wheels, ["gear-core", "gear-client"])
+    out = _run(
+        python,
+        """
+        import gear
+        assert gear.Packet and gear.Connection and gear.StatusAdminRequest
+        assert gear.Client.__module__ == "gear" and gear.Job and gear.TextJob and gear.BinaryJob
+        assert "Client" in gear.__all__ and "Server" not in gear.__all__
+        for name in ("Server", "Worker", "ACL", "acl"):
+            try:
+                getattr(gear, name)
+            except ImportError as e:
+                print(name, "->", e)
+            else:
+                raise SystemExit(name + " should not resolve")
+        """,
+    )
+    assert "Server -> gear.Server is provided by gear-server: pip install gear-server" in out
+    assert "Worker -> gear.Worker is provided by gear-worker: pip install gear-worker" in out
+    assert "ACL -> gear.ACL is provided by gear-acl: pip install gear-acl" in out
+    assert "acl -> gear.acl is provided by gear-acl: pip install gear-acl" in out
+
+
+def test_each_distribution_installs_with_core(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    probes = {
+        "gear-worker": "gear.Worker, gear.FunctionRecord, gear.WorkerJob",
+        "gear-acl": "gear.ACL, gear.ACLEntry, gear.acl.ACLError",
+        "gear-server": "gear.Server, gear.ServerJob",
+    }
+    for dist, names in probes.items():
+        needs = ["gear-core", dist] + (["gear-acl"] if dist == "gear-server" else [])
+        python = _venv_with(tmp_path / dist, wheels, needs)
+        _run(python, f"import gear; {names}")
+
+
+def test_everything_installed_gives_every_name(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    python = _venv_with(tmp_path, wheels, DISTRIBUTIONS)
+    _run(
+        python,
+        """
+        import gear, gear.cmd.geard
+        assert set(gear.__all__) == set(gear.PUBLIC_NAMES)
+        for name in gear.PUBLIC_NAMES:
+            getattr(gear, name)
+        """,
+    )
