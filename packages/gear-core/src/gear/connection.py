@@ -214,7 +214,7 @@ class Connection:
             event = self._next_event()
             if event is None:
                 return None
-            if type(event) is Frame:
+            if isinstance(event, Frame):
                 return Packet(event.magic, event.ptype, event.data, connection=self)
             done = self._admin_line(event.line)
             if done is not None:
@@ -251,7 +251,7 @@ class Connection:
         with self.echo_lock:
             if payload in self.echo_conditions:
                 raise InvalidDataError(
-                    "This client is already waiting on an echo response of: %s" % (payload,)
+                    "This client is already waiting on an echo response of: %r" % (payload,)
                 )
             self.echo_conditions[payload] = condition
         try:
@@ -372,7 +372,7 @@ class ServerConnection(NonBlockingConnection):
     def __repr__(self) -> str:
         return "<gear.ServerConnection 0x%x name: %s host: %s port: %s>" % (
             id(self),
-            self.client_id,
+            str(self.client_id),
             self.host,
             self.port,
         )

@@ -81,9 +81,9 @@ class BaseJob:
     def __repr__(self) -> str:
         return "<gear.Job 0x%x handle: %s name: %s unique: %s>" % (
             id(self),
-            self.handle,
+            str(self.handle),
             self.name,
-            self.unique,
+            str(self.unique),
         )
 
 

@@ -100,10 +100,9 @@ class Packet:
         return (self.code, self.ptype, self.data) == (other.code, other.ptype, other.data)
 
     def __ne__(self, other: object) -> bool:
-        result = self.__eq__(other)
-        if result is NotImplemented:
-            return result
-        return not result
+        if not isinstance(other, Packet):
+            return NotImplemented
+        return not self.__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]
 

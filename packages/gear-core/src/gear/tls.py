@@ -49,7 +49,8 @@ def peer_common_name(sslobj: ssl.SSLSocket | ssl.SSLObject) -> str | None:
     cert = sslobj.getpeercert()
     if not cert:
         return None
-    for rdn in cert.get("subject", ()):
+    subject: tuple[tuple[tuple[str, str], ...], ...] = cert.get("subject", ())  # type: ignore[assignment]
+    for rdn in subject:
         for key, value in rdn:
             if key == "commonName":
                 return str(value)
