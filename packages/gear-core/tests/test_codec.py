@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings, strategies as st
+
 from gear import constants
 from gear.codec import (
     AdminLine,
@@ -15,7 +17,6 @@ from gear.codec import (
     split_arguments,
 )
 from gear.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from hypothesis import given, settings, strategies as st
 
 ALL_TYPES = sorted(constants.types)
 

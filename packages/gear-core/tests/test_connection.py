@@ -7,8 +7,9 @@ import ssl
 import threading
 from collections.abc import Iterator
 
-import gear
 import pytest
+
+import gear
 from gear import constants
 from gear.tls import load_context
 

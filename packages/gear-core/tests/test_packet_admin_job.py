@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gear
 import pytest
+
+import gear
 from gear import constants
 
 
