@@ -37,7 +37,9 @@ nitpick_ignore = [
 ]
 
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "signature"
+autodoc_preserve_defaults = True
+python_maximum_signature_line_length = 88
 
 exclude_patterns = ["_build", "_generated", "examples"]
 html_theme = "alabaster"
