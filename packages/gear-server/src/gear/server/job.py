@@ -1,0 +1,85 @@
+"""The server's record of one job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gear.constants import PRECEDENCE_HIGH, PRECEDENCE_LOW, PRECEDENCE_NORMAL
+from gear.job import BaseBinaryJob, BaseJob
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from gear.server.server import FunctionQueue, GeardConnection
+
+__all__ = ["ServerJob", "QUEUED", "RUNNING", "SCHEDULED", "DONE"]
+
+QUEUED = 0
+RUNNING = 1
+SCHEDULED = 2
+DONE = 3
+
+#: precedence constant -> index into a function's (high, normal, low) queues
+PRIORITY_INDEX = {PRECEDENCE_HIGH: 0, PRECEDENCE_NORMAL: 1, PRECEDENCE_LOW: 2}
+PRECEDENCES = (PRECEDENCE_HIGH, PRECEDENCE_NORMAL, PRECEDENCE_LOW)
+
+
+class ServerJob(BaseBinaryJob, BaseJob):
+    """A job held by :class:`gear.Server`: queued, scheduled or running.
+
+    ``name``, ``arguments``, ``unique`` and ``handle`` are bytes. ``clients``
+    lists every connection waiting for the result (several when submits of
+    the same unique were coalesced); it is empty for background jobs.
+    The constructor skips BaseJob's validation because the server only builds
+    jobs from packets it has already split.
+    """
+
+    handle: bytes
+
+    def __init__(
+        self,
+        handle: bytes,
+        name: bytes,
+        arguments: bytes,
+        client_connection: GeardConnection | None = None,
+        unique: bytes | None = None,
+    ) -> None:
+        self.handle = handle
+        self._name = name
+        self._arguments = arguments
+        self._unique = unique or None
+        self.clients: list[GeardConnection] = (
+            [client_connection] if client_connection is not None else []
+        )
+        self.background = client_connection is None
+        self.worker_connection: GeardConnection | None = None
+        self.running = False
+        self.numerator: bytes | None = None
+        self.denominator: bytes | None = None
+        self.priority = 1
+        self.state = QUEUED
+        self.retries = 0
+        self.when: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.function: FunctionQueue | None = None
+
+    @property
+    def client_connection(self) -> GeardConnection | None:
+        """The first client waiting for this job (gear 0.16's single client)."""
+        return self.clients[0] if self.clients else None
+
+    @property
+    def precedence(self) -> int:
+        """``gear.PRECEDENCE_HIGH``, ``_NORMAL`` or ``_LOW``."""
+        return PRECEDENCES[self.priority]
+
+    def __repr__(self) -> str:
+        return "<gear.ServerJob 0x%x handle: %r name: %r unique: %r>" % (
+            id(self),
+            self.handle,
+            self._name,
+            self._unique,
+        )
+
+
+ServerJob.__module__ = "gear"

@@ -1,0 +1,1680 @@
+"""geard's engine: an asyncio Gearman job server.
+
+One event loop runs in a background thread (so ``gear.Server(...)`` serves
+as soon as it is constructed, as in gear 0.16). Each accepted socket gets a
+:class:`GeardConnection` protocol object; bytes go through gear-core's sans-IO
+:class:`~gear.codec.Decoder`. Every function has three deques (high, normal,
+low), a unique-id index and a set of sleeping workers, so submit, grab and
+wake-up cost O(1) in the queue length and in the number of idle connections.
+Replies are collected per connection and written once per loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import importlib
+import logging
+import os
+import resource
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, cast
+
+from gear import constants as C
+from gear.admin import ServerAdminRequest
+from gear.codec import DEFAULT_MAX_ADMIN_LINE, AdminLine, Decoder, Frame
+from gear.errors import RemoteProtocolError
+from gear.packet import Packet
+from gear.server import schedule
+from gear.server._version import __version__
+from gear.server.job import DONE, PRIORITY_INDEX, QUEUED, RUNNING, SCHEDULED, ServerJob
+from gear.server.store import QueueStore, StoredJob
+from gear.tls import load_context, peer_common_name
+
+__all__ = ["Server", "GeardConnection", "FunctionQueue"]
+
+_HEADER = struct.Struct("!4sII")
+_REQ = C.REQ
+_RES = C.RES
+
+DEFAULT_MAX_PACKET_SIZE = 32 * 1024 * 1024
+"""Largest packet payload accepted by default (32 MiB)."""
+DEFAULT_MAX_OUTPUT_BUFFER = 64 * 1024 * 1024
+"""Bytes queued for a peer that does not read before it is disconnected."""
+DEFAULT_PARTIAL_TIMEOUT = 120.0
+"""Seconds a connection may hold an unfinished packet or line (slowloris)."""
+DEFAULT_BACKLOG = 8192
+_WRITE_HIGH_WATER = 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+def _packet(ptype: int, data: bytes = b"") -> bytes:
+    return _HEADER.pack(_RES, ptype, len(data)) + data
+
+
+_NOOP = _packet(C.NOOP)
+_NO_JOB = _packet(C.NO_JOB)
+
+
+class ACLLike(Protocol):
+    """What the server needs from :class:`gear.ACL` (gear-acl)."""
+
+    def canRegister(self, subject: Any, name: str) -> bool: ...
+    def canInvoke(self, subject: Any, name: str) -> bool: ...
+    def canGrant(self, subject: Any) -> bool: ...
+    def grantInvoke(self, subject: str, invoke: str) -> None: ...
+    def grantRegister(self, subject: str, register: str) -> None: ...
+    def grantGrant(self, subject: str) -> None: ...
+    def revokeInvoke(self, subject: str) -> None: ...
+    def revokeRegister(self, subject: str) -> None: ...
+    def revokeGrant(self, subject: str) -> None: ...
+    def remove(self, subject: str) -> None: ...
+    def getEntries(self) -> list[Any]: ...
+
+
+class FunctionQueue:
+    """Everything the server keeps per function name."""
+
+    __slots__ = (
+        "counts",
+        "max_queue",
+        "name",
+        "queues",
+        "running",
+        "scheduled",
+        "sleepers",
+        "uniques",
+        "workers",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.queues: tuple[deque[ServerJob], deque[ServerJob], deque[ServerJob]] = (
+            deque(),
+            deque(),
+            deque(),
+        )
+        self.counts = [0, 0, 0]
+        self.running = 0
+        self.scheduled = 0
+        self.workers = 0
+        self.sleepers: dict[GeardConnection, None] = {}
+        self.uniques: dict[bytes, ServerJob] = {}
+        self.max_queue: tuple[int, int, int] | None = None
+
+    @property
+    def queued(self) -> int:
+        return self.counts[0] + self.counts[1] + self.counts[2]
+
+    @property
+    def total(self) -> int:
+        return self.counts[0] + self.counts[1] + self.counts[2] + self.running + self.scheduled
+
+
+class GeardConnection(asyncio.Protocol):
+    """One accepted connection: client, worker or admin session (or all three).
+
+    Attribute names follow gear 0.16's ``ServerConnection`` where they exist
+    (``client_id``, ``functions``, ``ssl_subject``, ``state``, ``host``,
+    ``port``, ``related_jobs``).
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.host = ""
+        self.port = 0
+        self.fd = -1
+        self.handle_prefix = b"H:"
+        self.client_id: bytes | None = None
+        self.functions: set[bytes] = set()
+        self.abilities: dict[bytes, FunctionQueue] = {}
+        self.timeouts: dict[bytes, float] = {}
+        self.state = "INIT"
+        self.ssl_subject: str | None = None
+        self.options: set[bytes] = set()
+        self.client_jobs: dict[bytes, ServerJob] = {}
+        self.worker_jobs: dict[bytes, ServerJob] = {}
+        self.decoder = Decoder(server.max_packet_size, server.max_admin_line)
+        self.out: list[bytes] = []
+        self.closed = False
+        self.partial_since: float | None = None
+        self.connect_time = time.time()
+
+    def __repr__(self) -> str:
+        return "<gear.ServerConnection 0x%x name: %r host: %s port: %s>" % (
+            id(self),
+            self.client_id,
+            self.host,
+            self.port,
+        )
+
+    @property
+    def related_jobs(self) -> dict[bytes, ServerJob]:
+        """Jobs this connection submitted (foreground) or is running."""
+        return {**self.client_jobs, **self.worker_jobs}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.server._connection_made(self, cast(asyncio.Transport, transport))
+
+    def data_received(self, data: bytes) -> None:
+        self.server._data_received(self, data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connection_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+
+def _split(data: bytes, count: int, ptype: int) -> list[bytes]:
+    parts = data.split(b"\x00", count - 1)
+    if len(parts) != count:
+        raise RemoteProtocolError(
+            "%s needs %d NUL-separated arguments, got %d" % (C.types[ptype], count, len(parts))
+        )
+    return parts
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _err_text(text: str) -> bytes:
+    """gearmand's admin error style: ``ERR CODE words+joined+by+plus``."""
+    return text.replace(" ", "+").encode()
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.new_event_loop()
+    return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
+
+
+def _default_max_connections() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1_000_000
+    return max(16, soft - 32)
+
+
+#: packet type -> (internal handler, gear 0.16 hook name). Overriding a hook in
+#: a subclass routes that packet type through it as a :class:`gear.Packet`.
+_HANDLERS: dict[int, tuple[str, str]] = {
+    C.SUBMIT_JOB: ("_on_submit_job", "handleSubmitJob"),
+    C.SUBMIT_JOB_BG: ("_on_submit_job_bg", "handleSubmitJobBg"),
+    C.SUBMIT_JOB_HIGH: ("_on_submit_job_high", "handleSubmitJobHigh"),
+    C.SUBMIT_JOB_HIGH_BG: ("_on_submit_job_high_bg", "handleSubmitJobHighBg"),
+    C.SUBMIT_JOB_LOW: ("_on_submit_job_low", "handleSubmitJobLow"),
+    C.SUBMIT_JOB_LOW_BG: ("_on_submit_job_low_bg", "handleSubmitJobLowBg"),
+    C.SUBMIT_JOB_SCHED: ("_on_submit_job_sched", "handleSubmitJobSched"),
+    C.SUBMIT_JOB_EPOCH: ("_on_submit_job_epoch", "handleSubmitJobEpoch"),
+    C.SUBMIT_REDUCE_JOB: ("_on_submit_reduce_job", ""),
+    C.SUBMIT_REDUCE_JOB_BACKGROUND: ("_on_submit_reduce_job", ""),
+    C.GRAB_JOB: ("_on_grab_job", "handleGrabJob"),
+    C.GRAB_JOB_UNIQ: ("_on_grab_job_uniq", "handleGrabJobUniq"),
+    C.GRAB_JOB_ALL: ("_on_grab_job_all", "handleGrabJobAll"),
+    C.PRE_SLEEP: ("_on_pre_sleep", "handlePreSleep"),
+    C.CAN_DO: ("_on_can_do", "handleCanDo"),
+    C.CAN_DO_TIMEOUT: ("_on_can_do_timeout", "handleCanDoTimeout"),
+    C.CANT_DO: ("_on_cant_do", "handleCantDo"),
+    C.RESET_ABILITIES: ("_on_reset_abilities", "handleResetAbilities"),
+    C.SET_CLIENT_ID: ("_on_set_client_id", "handleSetClientID"),
+    C.WORK_DATA: ("_on_work_data", "handleWorkData"),
+    C.WORK_WARNING: ("_on_work_warning", "handleWorkWarning"),
+    C.WORK_STATUS: ("_on_work_status", "handleWorkStatus"),
+    C.WORK_COMPLETE: ("_on_work_complete", "handleWorkComplete"),
+    C.WORK_FAIL: ("_on_work_fail", "handleWorkFail"),
+    C.WORK_EXCEPTION: ("_on_work_exception", "handleWorkException"),
+    C.GET_STATUS: ("_on_get_status", "handleGetStatus"),
+    C.GET_STATUS_UNIQUE: ("_on_get_status_unique", "handleGetStatusUnique"),
+    C.ECHO_REQ: ("_on_echo_req", "handleEchoReq"),
+    C.OPTION_REQ: ("_on_option_req", "handleOptionReq"),
+    C.ALL_YOURS: ("_on_all_yours", "handleAllYours"),
+}
+
+
+def _hook(ptype: int) -> Callable[[Server, Packet], None]:
+    internal = _HANDLERS[ptype][0]
+
+    def method(self: Server, packet: Packet) -> None:
+        getattr(self, internal)(cast(GeardConnection, packet.connection), bytes(packet.data))
+
+    method.__doc__ = (
+        "Handle one %s packet (override point; call the base to keep it)." % (C.types[ptype])
+    )
+    return method
+
+
+class Server:
+    """A Gearman job server that starts serving when constructed.
+
+    Positional parameters are gear 0.16's (gear-api.md §a.12). Keyword-only
+    extras set the limits that keep one bad peer from hurting the others:
+    ``max_packet_size`` (bytes of one packet payload), ``max_admin_line``,
+    ``max_output_buffer`` (bytes queued for a peer that does not read),
+    ``max_connections``, ``partial_timeout`` (seconds an unfinished packet or
+    admin line may sit in a buffer), ``backlog``, ``job_retries`` (how many
+    times a job whose worker disconnected is requeued before it is failed;
+    None is unlimited) and ``queue_store`` (see :mod:`gear.server.store`).
+    Call :meth:`shutdown` to stop.
+    """
+
+    def __init__(
+        self,
+        port: int | str = 4730,
+        ssl_key: str | None = None,
+        ssl_cert: str | None = None,
+        ssl_ca: str | None = None,
+        statsd_host: str | None = None,
+        statsd_port: int = 8125,
+        statsd_prefix: str | None = None,
+        server_id: str | None = None,
+        acl: Any = None,
+        host: str | None = None,
+        keepalive: bool = False,
+        tcp_keepidle: int = 7200,
+        tcp_keepintvl: int = 75,
+        tcp_keepcnt: int = 9,
+        *,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        max_admin_line: int = DEFAULT_MAX_ADMIN_LINE,
+        max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER,
+        max_connections: int | None = None,
+        partial_timeout: float = DEFAULT_PARTIAL_TIMEOUT,
+        backlog: int = DEFAULT_BACKLOG,
+        job_retries: int | None = None,
+        queue_store: QueueStore | None = None,
+    ) -> None:
+        self.server_id = server_id
+        name = "gear.Server" + (".%s" % server_id if server_id else "")
+        self.log = logging.getLogger(name)
+        self.port: int | str = port
+        self.host = host
+        self.ssl_key = ssl_key
+        self.ssl_cert = ssl_cert
+        self.ssl_ca = ssl_ca
+        self.use_ssl = bool(ssl_key and ssl_cert and ssl_ca)
+        self.acl: ACLLike | None = acl
+        self.keepalive = keepalive
+        self.tcp_keepidle = tcp_keepidle
+        self.tcp_keepintvl = tcp_keepintvl
+        self.tcp_keepcnt = tcp_keepcnt
+        self.max_packet_size = max_packet_size
+        self.max_admin_line = max_admin_line
+        self.max_output_buffer = max_output_buffer
+        self.max_connections = (
+            max_connections if max_connections is not None else _default_max_connections()
+        )
+        self.partial_timeout = partial_timeout
+        self.backlog = backlog
+        self.job_retries = job_retries
+        self.queue_store = queue_store
+
+        self.jobs: dict[bytes, ServerJob] = {}
+        self.functions: set[bytes] = set()
+        self.function_queues: dict[bytes, FunctionQueue] = {}
+        self.running_jobs = 0
+        self.max_handle = 0
+        self.connection_map: dict[int, GeardConnection] = {}
+        self.poll = None
+        self.running = True
+        self._connections: dict[GeardConnection, None] = {}
+        self._dirty: list[GeardConnection] = []
+        self._flush_scheduled = False
+        self._partial: set[GeardConnection] = set()
+        self._scheduled: list[tuple[float, int, ServerJob]] = []
+        self._schedule_timer: asyncio.TimerHandle | None = None
+        self._graceful = False
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._packet_counts: dict[int, int] = {}
+        self._last_gauges: tuple[int, int, int] | None = None
+
+        self.statsd: Any = None
+        if statsd_host:
+            self.statsd = self._make_statsd(statsd_host, statsd_port, statsd_prefix)
+
+        self._ssl_context = (
+            load_context(ssl_key, ssl_cert, ssl_ca, server_side=True)
+            if ssl_key and ssl_cert and ssl_ca
+            else None
+        )
+        self.socket = self._bind()
+        self.port = self.socket.getsockname()[1]
+        self._dispatch = self._build_dispatch()
+
+        self.loop = _new_event_loop()
+        self._aserver: asyncio.AbstractServer | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="geard", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            raise self._startup_error
+
+    # ------------------------------------------------------------------
+    # lifecycle
+
+    def _bind(self) -> socket.socket:
+        try:
+            infos = socket.getaddrinfo(
+                self.host,
+                self.port,
+                socket.AF_UNSPEC,
+                socket.SOCK_STREAM,
+                0,
+                socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
+            )
+        except socket.gaierror as e:
+            raise Exception("Could not open socket: %s" % (e,)) from e
+        infos.sort(key=lambda info: info[0], reverse=True)
+        last: OSError | None = None
+        for family, socktype, proto, _, addr in infos:
+            try:
+                sock = socket.socket(family, socktype, proto)
+            except OSError as e:
+                last = e
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                if self.keepalive:
+                    self._set_keepalive(sock)
+                sock.bind(addr)
+                sock.listen(self.backlog)
+                sock.setblocking(False)
+            except OSError as e:
+                sock.close()
+                last = e
+                continue
+            return sock
+        raise Exception("Could not open socket: %s" % (last,))
+
+    def _set_keepalive(self, sock: Any) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, self.tcp_keepidle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, self.tcp_keepintvl)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, self.tcp_keepcnt)
+        else:
+            self.log.warning("Keepalive timings are not supported on this platform")
+
+    def _make_statsd(self, host: str, port: int, prefix: str | None) -> Any:
+        import gear
+
+        module = getattr(gear, "statsd", None)
+        if module is not None:
+            return module.StatsClient(host, port, prefix)
+        from gear.server._statsd import StatsClient
+
+        return StatsClient(host, port, prefix)
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        loop.set_exception_handler(self._loop_exception)
+        try:
+            loop.run_until_complete(self._start())
+        except BaseException as e:
+            self._startup_error = e
+            self.socket.close()
+            loop.close()
+            self._stopped.set()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                self.running = False
+                self._stopped.set()
+                self.log.info("Server stopped")
+
+    async def _start(self) -> None:
+        self._aserver = await self.loop.create_server(
+            lambda: GeardConnection(self),
+            sock=self.socket,
+            ssl=self._ssl_context,
+            backlog=self.backlog,
+        )
+        if self.queue_store is not None:
+            self._restore(self.queue_store)
+        self.loop.call_later(1.0, self._tick)
+        self.log.info(
+            "Listening on %s port %s%s",
+            self.socket.getsockname()[0],
+            self.port,
+            " (TLS)" if self.use_ssl else "",
+        )
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, (ConnectionError, OSError)) or "SSL" in str(context.get("message")):
+            self.log.info("Connection error: %s", context.get("message"))
+            return
+        loop.default_exception_handler(context)
+
+    def shutdown(self) -> None:
+        """Stop serving: close the listener and every connection, then the loop.
+
+        Safe to call twice and from any thread, including from the server's
+        own loop (e.g. the ``shutdown`` admin command).
+        """
+        if self._stopped.is_set():
+            return
+        if threading.current_thread() is self._thread:
+            self._stop()
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._stop)
+        except RuntimeError:
+            pass
+        self._thread.join(30)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped; True if it has."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def _stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.running = False
+        self.log.info("Shutting down")
+        if self._aserver is not None:
+            self._aserver.close()
+        self._flush()
+        for conn in list(self._connections):
+            conn.closed = True
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self.queue_store is not None:
+            self.queue_store.close()
+        if self.statsd is not None and hasattr(self.statsd, "close"):
+            self.statsd.close()
+        self.loop.call_soon(self.loop.stop)
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the loop thread (state is only touched there)."""
+        if threading.current_thread() is self._thread or not self.loop.is_running():
+            return fn()
+
+        async def run() -> _T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def _tick(self) -> None:
+        if self._stopping:
+            return
+        if self._partial:
+            limit = time.monotonic() - self.partial_timeout
+            for conn in [c for c in self._partial if (c.partial_since or 0) < limit]:
+                self.log.info("Closing %s: unfinished input for too long", conn.host)
+                self._protocol_error(conn, b"TIMEOUT", "unfinished packet or line for too long")
+        if self.statsd is not None:
+            self._report_stats()
+        self.loop.call_later(1.0, self._tick)
+
+    def _report_stats(self) -> None:
+        counts, self._packet_counts = self._packet_counts, {}
+        for ptype, count in counts.items():
+            self.statsd.incr("packet.%s" % C.types.get(ptype, ptype), count)
+        gauges = (len(self.jobs), self.running_jobs, len(self.jobs) - self.running_jobs)
+        if gauges != self._last_gauges:
+            self._last_gauges = gauges
+            self.statsd.gauge("queue.total", gauges[0])
+            self.statsd.gauge("queue.running", gauges[1])
+            self.statsd.gauge("queue.waiting", gauges[2])
+
+    def reportTimingStats(self, ptype: int, duration: float) -> None:
+        """Send a timer (ms) and a counter for one packet type to statsd."""
+        if self.statsd is None:
+            return
+        name = "packet.%s" % C.types.get(ptype, ptype)
+        self.statsd.timing(name, int(duration * 1000))
+        self.statsd.incr(name)
+
+    # ------------------------------------------------------------------
+    # public state (gear 0.16 attribute names)
+
+    @property
+    def total_jobs(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def waiting_jobs(self) -> int:
+        return len(self.jobs) - self.running_jobs
+
+    @property
+    def active_connections(self) -> list[GeardConnection]:
+        return list(self._connections)
+
+    def _queue_list(self, priority: int) -> list[ServerJob]:
+        return [
+            job
+            for fq in self.function_queues.values()
+            for job in fq.queues[priority]
+            if job.state == QUEUED
+        ]
+
+    @property
+    def high_queue(self) -> list[ServerJob]:
+        return self._call(lambda: self._queue_list(0))
+
+    @property
+    def normal_queue(self) -> list[ServerJob]:
+        return self._call(lambda: self._queue_list(1))
+
+    @property
+    def low_queue(self) -> list[ServerJob]:
+        return self._call(lambda: self._queue_list(2))
+
+    def getQueue(self) -> list[ServerJob]:
+        """Return a new list of queued jobs: high, then normal, then low."""
+        return self._call(lambda: self._queue_list(0) + self._queue_list(1) + self._queue_list(2))
+
+    # ------------------------------------------------------------------
+    # connections and I/O
+
+    def _connection_made(self, conn: GeardConnection, transport: asyncio.Transport) -> None:
+        conn.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            conn.host, conn.port = str(peer[0]), int(peer[1])
+        conn.handle_prefix = b"H:" + conn.host.encode() + b":"
+        if len(self._connections) >= self.max_connections or self._stopping:
+            self.log.warning("Refusing connection from %s: connection limit reached", conn.host)
+            conn.closed = True
+            transport.abort()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            conn.fd = sock.fileno()
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.keepalive:
+                    self._set_keepalive(sock)
+            except OSError:
+                pass
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            conn.ssl_subject = peer_common_name(sslobj)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        self._connections[conn] = None
+        self.connection_map[conn.fd] = conn
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("Accepted connection %r", conn)
+
+    def _connection_lost(self, conn: GeardConnection) -> None:
+        was_open = conn in self._connections
+        conn.closed = True
+        conn.out.clear()
+        self._partial.discard(conn)
+        if not was_open:
+            return
+        del self._connections[conn]
+        if self.connection_map.get(conn.fd) is conn:
+            del self.connection_map[conn.fd]
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("Lost connection %r", conn)
+        if self._stopping:
+            return
+        self._drop_worker(conn)
+        for job in list(conn.client_jobs.values()):
+            if conn in job.clients:
+                job.clients.remove(conn)
+            if not job.clients and not job.background and job.state in (QUEUED, SCHEDULED):
+                self._remove_waiting(job)
+        conn.client_jobs.clear()
+
+    def _drop_worker(self, conn: GeardConnection) -> None:
+        woken = conn.state == "AWAKE"
+        for fq in conn.abilities.values():
+            fq.workers -= 1
+            fq.sleepers.pop(conn, None)
+        for job in list(conn.worker_jobs.values()):
+            self._requeue(job)
+        conn.worker_jobs.clear()
+        if woken:
+            for fq in conn.abilities.values():
+                if fq.queued and fq.sleepers:
+                    self._wake(next(iter(fq.sleepers)))
+        conn.abilities.clear()
+        conn.functions.clear()
+
+    def _requeue(self, job: ServerJob) -> None:
+        """A worker holding ``job`` went away: put it back at the head."""
+        fq = job.function
+        assert fq is not None
+        fq.running -= 1
+        self.running_jobs -= 1
+        job.running = False
+        job.worker_connection = None
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        if not job.background and not job.clients:
+            job.state = DONE
+            self._forget(job)
+            return
+        if self.job_retries is not None and job.retries >= self.job_retries:
+            self.log.info("Job %r failed: its worker disconnected too often", job.handle)
+            self._fail(job)
+            return
+        job.retries += 1
+        self._enqueue(job, head=True)
+
+    def _send(self, conn: GeardConnection, data: bytes) -> None:
+        if conn.closed:
+            return
+        if not conn.out:
+            self._dirty.append(conn)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+        conn.out.append(data)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        limit = self.max_output_buffer
+        for conn in dirty:
+            out = conn.out
+            if conn.closed or not out:
+                out.clear()
+                continue
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            transport = conn.transport
+            assert transport is not None
+            transport.write(data)
+            if transport.get_write_buffer_size() > limit:
+                self.log.warning(
+                    "Disconnecting %s: more than %d bytes queued and not read", conn.host, limit
+                )
+                conn.closed = True
+                transport.abort()
+
+    def _close(self, conn: GeardConnection) -> None:
+        """Close after writing what is queued for the peer."""
+        if conn.closed or conn.transport is None:
+            return
+        if conn.out:
+            conn.transport.write(b"".join(conn.out))
+            conn.out.clear()
+        conn.closed = True
+        conn.transport.close()
+
+    def _protocol_error(self, conn: GeardConnection, code: bytes, message: str) -> None:
+        self.log.info("Protocol error from %s: %s", conn.host, message)
+        self._send(conn, _packet(C.ERROR, code + b"\x00" + message.encode()))
+        self._close(conn)
+
+    def _data_received(self, conn: GeardConnection, data: bytes) -> None:
+        if conn.closed:
+            return
+        try:
+            events = conn.decoder.receive(data)
+        except RemoteProtocolError as e:
+            if "admin line" in str(e):
+                self._send(conn, b"ERR LINE_TOO_LONG " + _err_text(str(e)) + b"\n")
+                self.log.info("Protocol error from %s: %s", conn.host, e)
+                self._close(conn)
+            else:
+                code = b"PACKET_TOO_LARGE" if "limit" in str(e) else b"BAD_MAGIC"
+                self._protocol_error(conn, code, str(e))
+            return
+        dispatch = self._dispatch
+        counts = self._packet_counts if self.statsd is not None else None
+        for event in events:
+            if conn.closed:
+                return
+            if type(event) is Frame:
+                magic, ptype, payload = event
+                handler = dispatch.get(ptype)
+                if magic != _REQ or handler is None:
+                    self._unexpected(conn, magic, ptype)
+                    continue
+                if counts is not None:
+                    counts[ptype] = counts.get(ptype, 0) + 1
+                try:
+                    handler(conn, payload)
+                except RemoteProtocolError as e:
+                    self.sendError(conn, b"INVALID_ARGUMENTS", str(e).encode())
+                except Exception:
+                    self.log.exception("Error handling %s from %s", C.types.get(ptype), conn.host)
+                    self._protocol_error(conn, b"SERVER_ERROR", "internal server error")
+                    return
+            else:
+                try:
+                    self._admin_line(conn, cast(AdminLine, event).line)
+                except Exception:
+                    self.log.exception("Error handling admin line from %s", conn.host)
+                    self._send(conn, b"ERR SERVER_ERROR Internal+server+error\n")
+        if conn.decoder.buffered:
+            if conn.partial_since is None:
+                conn.partial_since = time.monotonic()
+                self._partial.add(conn)
+        elif conn.partial_since is not None:
+            conn.partial_since = None
+            self._partial.discard(conn)
+
+    def _unexpected(self, conn: GeardConnection, magic: bytes, ptype: int) -> None:
+        name = C.types.get(ptype)
+        if name is None:
+            text = "unknown packet type %d" % ptype
+            code = b"UNKNOWN_PACKET"
+        elif magic != _REQ:
+            text = "%s with RES magic: clients and workers must send REQ packets" % name
+            code = b"UNEXPECTED_PACKET"
+        else:
+            text = "%s is not a request a server accepts" % name
+            code = b"UNEXPECTED_PACKET"
+        self.log.info("From %s: %s", conn.host, text)
+        self.sendError(conn, code, text.encode())
+
+    def sendError(self, connection: GeardConnection, code: bytes, text: bytes) -> None:
+        """Send an ERROR packet; the connection stays open."""
+        self._send(connection, _packet(C.ERROR, code + b"\x00" + text))
+
+    # ------------------------------------------------------------------
+    # queues
+
+    def _function(self, name: bytes) -> FunctionQueue:
+        fq = self.function_queues.get(name)
+        if fq is None:
+            fq = self.function_queues[name] = FunctionQueue(name)
+        return fq
+
+    def _new_handle(self, conn: GeardConnection | None) -> bytes:
+        self.max_handle += 1
+        prefix = conn.handle_prefix if conn is not None else b"H:geard:"
+        return prefix + str(self.max_handle).encode()
+
+    def _enqueue(self, job: ServerJob, head: bool = False) -> None:
+        fq = job.function
+        assert fq is not None
+        job.state = QUEUED
+        if head:
+            fq.queues[job.priority].appendleft(job)
+        else:
+            fq.queues[job.priority].append(job)
+        fq.counts[job.priority] += 1
+        if fq.sleepers:
+            self._wake(next(iter(fq.sleepers)))
+
+    def _wake(self, conn: GeardConnection) -> None:
+        for fq in conn.abilities.values():
+            fq.sleepers.pop(conn, None)
+        conn.state = "AWAKE"
+        self._send(conn, _NOOP)
+
+    def _take(self, conn: GeardConnection) -> ServerJob | None:
+        abilities = conn.abilities.values()
+        for priority in (0, 1, 2):
+            for fq in abilities:
+                if fq.counts[priority]:
+                    queue = fq.queues[priority]
+                    while queue:
+                        job = queue.popleft()
+                        if job.state == QUEUED:
+                            fq.counts[priority] -= 1
+                            return job
+        return None
+
+    def _peek(self, conn: GeardConnection) -> ServerJob | None:
+        for priority in (0, 1, 2):
+            for fq in conn.abilities.values():
+                if fq.counts[priority]:
+                    for job in fq.queues[priority]:
+                        if job.state == QUEUED:
+                            return job
+        return None
+
+    def _assign(self, conn: GeardConnection, job: ServerJob) -> None:
+        fq = job.function
+        assert fq is not None
+        job.state = RUNNING
+        job.running = True
+        job.worker_connection = conn
+        fq.running += 1
+        self.running_jobs += 1
+        conn.worker_jobs[job.handle] = job
+        timeout = conn.timeouts.get(fq.name)
+        if timeout:
+            job.timer = self.loop.call_later(timeout, self._expire, job, conn)
+
+    def _expire(self, job: ServerJob, conn: GeardConnection) -> None:
+        if job.state != RUNNING or job.worker_connection is not conn:
+            return
+        job.timer = None
+        self.log.info("Job %r timed out on worker %s", job.handle, conn.host)
+        self._fail(job)
+
+    def _fail(self, job: ServerJob) -> None:
+        packet = _packet(C.WORK_FAIL, job.handle)
+        for client in job.clients:
+            self._send(client, packet)
+        self._finish(job)
+
+    def _finish(self, job: ServerJob) -> None:
+        """A running job ended (complete, fail, exception or timeout)."""
+        fq = job.function
+        assert fq is not None
+        if job.state == RUNNING:
+            fq.running -= 1
+            self.running_jobs -= 1
+            worker = job.worker_connection
+            if worker is not None:
+                worker.worker_jobs.pop(job.handle, None)
+        job.state = DONE
+        job.running = False
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        self._forget(job)
+
+    def _forget(self, job: ServerJob) -> None:
+        handle = job.handle
+        self.jobs.pop(handle, None)
+        for client in job.clients:
+            client.client_jobs.pop(handle, None)
+        unique = job._unique
+        fq = job.function
+        if unique and fq is not None and fq.uniques.get(unique) is job:
+            del fq.uniques[unique]
+        if job.background and self.queue_store is not None:
+            self.queue_store.remove(handle)
+        if self._graceful and not self.jobs:
+            self.log.info("Graceful shutdown: every job is done")
+            self._stop()
+
+    def _remove_waiting(self, job: ServerJob) -> bool:
+        """Take a queued or scheduled job out (cancel); False if it is running."""
+        fq = job.function
+        assert fq is not None
+        if job.state == QUEUED:
+            fq.counts[job.priority] -= 1
+        elif job.state == SCHEDULED:
+            fq.scheduled -= 1
+        else:
+            return False
+        job.state = DONE
+        self._forget(job)
+        return True
+
+    def _submit(
+        self,
+        conn: GeardConnection,
+        name: bytes,
+        unique: bytes,
+        arguments: bytes,
+        priority: int,
+        background: bool,
+        when: float | None = None,
+    ) -> None:
+        acl = self.acl
+        if acl is not None and not acl.canInvoke(conn.ssl_subject, _text(name)):
+            self.log.info("ACL denied %s invoking %r", conn.ssl_subject, name)
+            self.sendError(conn, b"0", b"Permission denied by ACL: invoke " + name)
+            return
+        fq = self._function(name)
+        if unique:
+            existing = fq.uniques.get(unique)
+            if existing is not None:
+                if not background and conn not in existing.clients:
+                    existing.clients.append(conn)
+                    conn.client_jobs[existing.handle] = existing
+                self._send(conn, _packet(C.JOB_CREATED, existing.handle))
+                return
+        limits = fq.max_queue
+        if limits is not None and limits[priority] and fq.counts[priority] >= limits[priority]:
+            self.sendError(conn, b"QUEUE_FULL", b"Job queue is full for function " + name)
+            return
+        handle = self._new_handle(conn)
+        job = ServerJob(handle, name, arguments, None if background else conn, unique)
+        job.priority = priority
+        job.function = fq
+        self.jobs[handle] = job
+        if unique:
+            fq.uniques[unique] = job
+        if not background:
+            conn.client_jobs[handle] = job
+        self._send(conn, _packet(C.JOB_CREATED, handle))
+        if background and self.queue_store is not None:
+            self.queue_store.add(
+                StoredJob(handle, name, job._unique, arguments, job.precedence, when)
+            )
+        self._start_job(job, when)
+
+    def _start_job(self, job: ServerJob, when: float | None) -> None:
+        if when is None or when <= time.time():
+            self._enqueue(job)
+            return
+        assert job.function is not None
+        job.state = SCHEDULED
+        job.when = when
+        job.function.scheduled += 1
+        heapq.heappush(self._scheduled, (when, self.max_handle, job))
+        self._arm_schedule()
+
+    def _arm_schedule(self) -> None:
+        if self._schedule_timer is not None:
+            self._schedule_timer.cancel()
+            self._schedule_timer = None
+        while self._scheduled and self._scheduled[0][2].state != SCHEDULED:
+            heapq.heappop(self._scheduled)
+        if self._scheduled:
+            delay = max(0.0, self._scheduled[0][0] - time.time())
+            self._schedule_timer = self.loop.call_later(delay, self._run_scheduled)
+
+    def _run_scheduled(self) -> None:
+        self._schedule_timer = None
+        now = time.time()
+        while self._scheduled and self._scheduled[0][0] <= now + 0.001:
+            _, _, job = heapq.heappop(self._scheduled)
+            if job.state == SCHEDULED:
+                assert job.function is not None
+                job.function.scheduled -= 1
+                self._enqueue(job)
+        self._arm_schedule()
+
+    def _restore(self, store: QueueStore) -> None:
+        count = 0
+        for stored in store.load():
+            if stored.handle in self.jobs:
+                continue
+            fq = self._function(stored.name)
+            job = ServerJob(stored.handle, stored.name, stored.arguments, None, stored.unique)
+            job.priority = PRIORITY_INDEX.get(stored.precedence, 1)
+            job.function = fq
+            self.jobs[stored.handle] = job
+            if job._unique:
+                fq.uniques[job._unique] = job
+            self._start_job(job, stored.when)
+            count += 1
+        if count:
+            self.log.info("Restored %d background jobs from the queue store", count)
+
+    # ------------------------------------------------------------------
+    # packet handlers: (connection, payload)
+
+    def _build_dispatch(self) -> dict[int, Callable[[GeardConnection, bytes], None]]:
+        table: dict[int, Callable[[GeardConnection, bytes], None]] = {}
+        for ptype, (internal, hook) in _HANDLERS.items():
+            if hook and getattr(type(self), hook) is not getattr(Server, hook):
+                table[ptype] = self._packet_hook(ptype, hook)
+            else:
+                table[ptype] = getattr(self, internal)
+        return table
+
+    def _packet_hook(self, ptype: int, hook: str) -> Callable[[GeardConnection, bytes], None]:
+        """Route a packet type to a subclass's gear-0.16-style ``handleX(packet)``."""
+        method = getattr(self, hook)
+
+        def call(conn: GeardConnection, data: bytes) -> None:
+            method(Packet(_REQ, ptype, data, cast(Any, conn)))
+
+        return call
+
+    def _on_submit_job(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, args = _split(data, 3, C.SUBMIT_JOB)
+        self._submit(conn, name, unique, args, 1, False)
+
+    def _on_submit_job_bg(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, args = _split(data, 3, C.SUBMIT_JOB_BG)
+        self._submit(conn, name, unique, args, 1, True)
+
+    def _on_submit_job_high(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, args = _split(data, 3, C.SUBMIT_JOB_HIGH)
+        self._submit(conn, name, unique, args, 0, False)
+
+    def _on_submit_job_high_bg(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, args = _split(data, 3, C.SUBMIT_JOB_HIGH_BG)
+        self._submit(conn, name, unique, args, 0, True)
+
+    def _on_submit_job_low(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, args = _split(data, 3, C.SUBMIT_JOB_LOW)
+        self._submit(conn, name, unique, args, 2, False)
+
+    def _on_submit_job_low_bg(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, args = _split(data, 3, C.SUBMIT_JOB_LOW_BG)
+        self._submit(conn, name, unique, args, 2, True)
+
+    def _on_submit_job_sched(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, minute, hour, day, month, weekday, args = _split(data, 8, C.SUBMIT_JOB_SCHED)
+        try:
+            fields = [
+                schedule.parse_field(kind, raw)
+                for kind, raw in (
+                    ("minute", minute),
+                    ("hour", hour),
+                    ("day", day),
+                    ("month", month),
+                    ("weekday", weekday),
+                )
+            ]
+        except ValueError as e:
+            raise RemoteProtocolError("SUBMIT_JOB_SCHED: %s" % (e,)) from None
+        when = schedule.next_run(fields[0], fields[1], fields[2], fields[3], fields[4])
+        if when is None:
+            raise RemoteProtocolError("SUBMIT_JOB_SCHED: no date matches the schedule")
+        self._submit(conn, name, unique, args, 1, True, when)
+
+    def _on_submit_job_epoch(self, conn: GeardConnection, data: bytes) -> None:
+        name, unique, epoch, args = _split(data, 4, C.SUBMIT_JOB_EPOCH)
+        try:
+            when = float(int(epoch))
+        except ValueError:
+            raise RemoteProtocolError("SUBMIT_JOB_EPOCH: epoch %r is not an integer" % epoch)
+        self._submit(conn, name, unique, args, 1, True, when)
+
+    def _on_submit_reduce_job(self, conn: GeardConnection, data: bytes) -> None:
+        self.sendError(
+            conn,
+            b"NOT_SUPPORTED",
+            b"SUBMIT_REDUCE_JOB is not supported by this server; submit a normal job",
+        )
+
+    def _grab(self, conn: GeardConnection) -> ServerJob | None:
+        if conn.state == "SLEEP":
+            for fq in conn.abilities.values():
+                fq.sleepers.pop(conn, None)
+        conn.state = "AWAKE"
+        job = self._take(conn)
+        if job is None:
+            self._send(conn, _NO_JOB)
+            return None
+        self._assign(conn, job)
+        return job
+
+    def _on_grab_job(self, conn: GeardConnection, data: bytes) -> None:
+        job = self._grab(conn)
+        if job is not None:
+            payload = job.handle + b"\x00" + job._name + b"\x00" + job._arguments
+            self._send(conn, _packet(C.JOB_ASSIGN, payload))
+
+    def _on_grab_job_uniq(self, conn: GeardConnection, data: bytes) -> None:
+        job = self._grab(conn)
+        if job is not None:
+            self.sendJobAssignUniq(conn, job)
+
+    def _on_grab_job_all(self, conn: GeardConnection, data: bytes) -> None:
+        job = self._grab(conn)
+        if job is not None:
+            payload = b"\x00".join(
+                (job.handle, job._name, job._unique or b"", b"", bytes(job._arguments))
+            )
+            self._send(conn, _packet(C.JOB_ASSIGN_ALL, payload))
+
+    def _on_pre_sleep(self, conn: GeardConnection, data: bytes) -> None:
+        for fq in conn.abilities.values():
+            if fq.counts[0] or fq.counts[1] or fq.counts[2]:
+                conn.state = "AWAKE"
+                self._send(conn, _NOOP)
+                return
+        conn.state = "SLEEP"
+        for fq in conn.abilities.values():
+            fq.sleepers[conn] = None
+
+    def _add_ability(self, conn: GeardConnection, name: bytes, timeout: float | None) -> None:
+        acl = self.acl
+        if acl is not None and not acl.canRegister(conn.ssl_subject, _text(name)):
+            self.log.info("ACL denied %s registering %r", conn.ssl_subject, name)
+            self.sendError(conn, b"0", b"Permission denied by ACL: register " + name)
+            return
+        if timeout:
+            conn.timeouts[name] = timeout
+        else:
+            conn.timeouts.pop(name, None)
+        if name in conn.abilities:
+            return
+        fq = self._function(name)
+        conn.abilities[name] = fq
+        conn.functions.add(name)
+        self.functions.add(name)
+        fq.workers += 1
+        if conn.state == "SLEEP":
+            if fq.queued:
+                self._wake(conn)
+            else:
+                fq.sleepers[conn] = None
+
+    def _on_can_do(self, conn: GeardConnection, data: bytes) -> None:
+        self._add_ability(conn, data, None)
+
+    def _on_can_do_timeout(self, conn: GeardConnection, data: bytes) -> None:
+        name, raw = _split(data, 2, C.CAN_DO_TIMEOUT)
+        try:
+            timeout = int(raw)
+        except ValueError:
+            raise RemoteProtocolError("CAN_DO_TIMEOUT: timeout %r is not an integer" % raw)
+        if timeout < 0:
+            raise RemoteProtocolError("CAN_DO_TIMEOUT: timeout must not be negative")
+        self._add_ability(conn, name, float(timeout))
+
+    def _remove_ability(self, conn: GeardConnection, name: bytes) -> None:
+        conn.timeouts.pop(name, None)
+        conn.functions.discard(name)
+        fq = conn.abilities.pop(name, None)
+        if fq is not None:
+            fq.workers -= 1
+            fq.sleepers.pop(conn, None)
+
+    def _on_cant_do(self, conn: GeardConnection, data: bytes) -> None:
+        self._remove_ability(conn, data)
+
+    def _on_reset_abilities(self, conn: GeardConnection, data: bytes) -> None:
+        for name in list(conn.abilities):
+            self._remove_ability(conn, name)
+        conn.functions.clear()
+        conn.timeouts.clear()
+
+    def _on_set_client_id(self, conn: GeardConnection, data: bytes) -> None:
+        conn.client_id = data
+
+    def _worker_job(self, conn: GeardConnection, handle: bytes, ptype: int) -> ServerJob | None:
+        job = conn.worker_jobs.get(handle)
+        if job is None and self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug(
+                "Ignoring %s for %r: not a job running on this connection", C.types[ptype], handle
+            )
+        return job
+
+    def _forward(self, job: ServerJob, ptype: int, data: bytes) -> None:
+        if job.clients:
+            packet = _packet(ptype, data)
+            for client in job.clients:
+                self._send(client, packet)
+
+    def _on_work_data(self, conn: GeardConnection, data: bytes) -> None:
+        self._progress(conn, data, C.WORK_DATA)
+
+    def _on_work_warning(self, conn: GeardConnection, data: bytes) -> None:
+        self._progress(conn, data, C.WORK_WARNING)
+
+    def _progress(self, conn: GeardConnection, data: bytes, ptype: int) -> None:
+        end = data.find(b"\x00")
+        if end < 0:
+            raise RemoteProtocolError("%s needs 2 NUL-separated arguments, got 1" % C.types[ptype])
+        job = self._worker_job(conn, data[:end], ptype)
+        if job is not None:
+            self._forward(job, ptype, data)
+
+    def _on_work_status(self, conn: GeardConnection, data: bytes) -> None:
+        handle, numerator, denominator = _split(data, 3, C.WORK_STATUS)
+        job = self._worker_job(conn, handle, C.WORK_STATUS)
+        if job is not None:
+            job.numerator = numerator
+            job.denominator = denominator
+            self._forward(job, C.WORK_STATUS, data)
+
+    def _on_work_complete(self, conn: GeardConnection, data: bytes) -> None:
+        end = data.find(b"\x00")
+        if end < 0:
+            raise RemoteProtocolError("WORK_COMPLETE needs 2 NUL-separated arguments, got 1")
+        job = self._worker_job(conn, data[:end], C.WORK_COMPLETE)
+        if job is not None:
+            self._forward(job, C.WORK_COMPLETE, data)
+            self._finish(job)
+
+    def _on_work_fail(self, conn: GeardConnection, data: bytes) -> None:
+        job = self._worker_job(conn, data, C.WORK_FAIL)
+        if job is not None:
+            self._forward(job, C.WORK_FAIL, data)
+            self._finish(job)
+
+    def _on_work_exception(self, conn: GeardConnection, data: bytes) -> None:
+        handle, _ = _split(data, 2, C.WORK_EXCEPTION)
+        job = self._worker_job(conn, handle, C.WORK_EXCEPTION)
+        if job is None:
+            return
+        exception = fail = b""
+        for client in job.clients:
+            if b"exceptions" in client.options:
+                exception = exception or _packet(C.WORK_EXCEPTION, data)
+                self._send(client, exception)
+            else:
+                fail = fail or _packet(C.WORK_FAIL, handle)
+                self._send(client, fail)
+        self._finish(job)
+
+    def _on_get_status(self, conn: GeardConnection, data: bytes) -> None:
+        job = self.jobs.get(data)
+        if job is None:
+            payload = data + b"\x000\x000\x00\x00"
+        else:
+            payload = b"\x00".join(
+                (
+                    data,
+                    b"1",
+                    b"1" if job.running else b"0",
+                    job.numerator or b"",
+                    job.denominator or b"",
+                )
+            )
+        self._send(conn, _packet(C.STATUS_RES, payload))
+
+    def _find_unique(self, unique: bytes) -> ServerJob | None:
+        for fq in self.function_queues.values():
+            job = fq.uniques.get(unique)
+            if job is not None:
+                return job
+        return None
+
+    def _on_get_status_unique(self, conn: GeardConnection, data: bytes) -> None:
+        job = self._find_unique(data) if data else None
+        if job is None:
+            fields: tuple[bytes, ...] = (data, b"0", b"0", b"", b"", b"0")
+        else:
+            fields = (
+                data,
+                b"1",
+                b"1" if job.running else b"0",
+                job.numerator or b"",
+                job.denominator or b"",
+                str(len(job.clients)).encode(),
+            )
+        self._send(conn, _packet(C.STATUS_RES_UNIQUE, b"\x00".join(fields)))
+
+    def _on_echo_req(self, conn: GeardConnection, data: bytes) -> None:
+        self._send(conn, _packet(C.ECHO_RES, data))
+
+    def _on_option_req(self, conn: GeardConnection, data: bytes) -> None:
+        if data == b"exceptions":
+            conn.options.add(data)
+            self._send(conn, _packet(C.OPTION_RES, data))
+        else:
+            self.sendError(conn, b"UNKNOWN_OPTION", b"Unknown option: " + data)
+
+    def _on_all_yours(self, conn: GeardConnection, data: bytes) -> None:
+        pass
+
+    # ------------------------------------------------------------------
+    # gear 0.16 override points and helpers
+
+    handleSubmitJob = _hook(C.SUBMIT_JOB)
+    handleSubmitJobBg = _hook(C.SUBMIT_JOB_BG)
+    handleSubmitJobHigh = _hook(C.SUBMIT_JOB_HIGH)
+    handleSubmitJobHighBg = _hook(C.SUBMIT_JOB_HIGH_BG)
+    handleSubmitJobLow = _hook(C.SUBMIT_JOB_LOW)
+    handleSubmitJobLowBg = _hook(C.SUBMIT_JOB_LOW_BG)
+    handleSubmitJobSched = _hook(C.SUBMIT_JOB_SCHED)
+    handleSubmitJobEpoch = _hook(C.SUBMIT_JOB_EPOCH)
+    handleGrabJob = _hook(C.GRAB_JOB)
+    handleGrabJobUniq = _hook(C.GRAB_JOB_UNIQ)
+    handleGrabJobAll = _hook(C.GRAB_JOB_ALL)
+    handlePreSleep = _hook(C.PRE_SLEEP)
+    handleCanDo = _hook(C.CAN_DO)
+    handleCanDoTimeout = _hook(C.CAN_DO_TIMEOUT)
+    handleCantDo = _hook(C.CANT_DO)
+    handleResetAbilities = _hook(C.RESET_ABILITIES)
+    handleSetClientID = _hook(C.SET_CLIENT_ID)
+    handleWorkData = _hook(C.WORK_DATA)
+    handleWorkWarning = _hook(C.WORK_WARNING)
+    handleWorkStatus = _hook(C.WORK_STATUS)
+    handleWorkComplete = _hook(C.WORK_COMPLETE)
+    handleWorkFail = _hook(C.WORK_FAIL)
+    handleWorkException = _hook(C.WORK_EXCEPTION)
+    handleGetStatus = _hook(C.GET_STATUS)
+    handleGetStatusUnique = _hook(C.GET_STATUS_UNIQUE)
+    handleEchoReq = _hook(C.ECHO_REQ)
+    handleOptionReq = _hook(C.OPTION_REQ)
+    handleAllYours = _hook(C.ALL_YOURS)
+
+    def getJobForConnection(
+        self, connection: GeardConnection, peek: bool = False
+    ) -> ServerJob | None:
+        """Return the next job ``connection`` can run; without peek, assign it."""
+        if peek:
+            return self._peek(connection)
+        job = self._take(connection)
+        if job is not None:
+            self._assign(connection, job)
+        return job
+
+    def sendJobAssignUniq(self, connection: GeardConnection, job: ServerJob) -> None:
+        payload = b"\x00".join((job.handle, job._name, job._unique or b"", bytes(job._arguments)))
+        self._send(connection, _packet(C.JOB_ASSIGN_UNIQ, payload))
+
+    def sendNoJob(self, connection: GeardConnection) -> None:
+        self._send(connection, _NO_JOB)
+
+    def wakeConnection(self, connection: GeardConnection) -> None:
+        """Send NOOP if ``connection`` is sleeping."""
+        if connection.state == "SLEEP":
+            self._wake(connection)
+
+    def wakeConnections(self, job: ServerJob | None = None) -> None:
+        """Wake every sleeper that can run ``job`` (every sleeper if None)."""
+        if job is not None:
+            fq = self.function_queues.get(job._name)
+            sleepers = list(fq.sleepers) if fq is not None else []
+        else:
+            sleepers = [c for c in self._connections if c.state == "SLEEP"]
+        for conn in sleepers:
+            self._wake(conn)
+
+    def handlePassthrough(self, packet: Packet, finished: bool = False) -> None:
+        """Forward a WORK_* packet to the job's clients (RES magic)."""
+        conn = cast(GeardConnection, packet.connection)
+        data = bytes(packet.data)
+        handle = data.split(b"\x00", 1)[0]
+        job = conn.worker_jobs.get(handle)
+        if job is None:
+            return
+        self._forward(job, packet.ptype, data)
+        if finished:
+            self._finish(job)
+
+    # ------------------------------------------------------------------
+    # admin protocol
+
+    def _admin_line(self, conn: GeardConnection, line: bytes) -> None:
+        command = line.rstrip(b"\r\n")
+        if not command.strip():
+            return
+        request = ServerAdminRequest(cast(Any, conn))
+        request.command = command
+        self.handleAdminRequest(request)
+
+    def _reply(self, request: ServerAdminRequest, data: bytes) -> None:
+        self._send(cast(GeardConnection, request.connection), data)
+
+    def handleAdminRequest(self, request: ServerAdminRequest) -> None:
+        """Answer one admin text line (gear-api.md §c and gearmand's formats)."""
+        words = request.command.split()
+        verb = words[0].lower()
+        if verb == b"cancel" and len(words) > 1 and words[1].lower() == b"job":
+            self.handleCancelJob(request)
+        elif verb == b"status":
+            self.handleStatus(request)
+        elif verb == b"workers":
+            self.handleWorkers(request)
+        elif verb == b"acl" and len(words) > 1:
+            sub = words[1].lower()
+            if sub == b"list":
+                self.handleACLList(request)
+            elif sub == b"grant":
+                self.handleACLGrant(request)
+            elif sub == b"revoke":
+                self.handleACLRevoke(request)
+            elif sub == b"self-revoke":
+                self.handleACLSelfRevoke(request)
+            else:
+                self._unknown_command(request)
+        elif verb == b"version":
+            self._reply(request, b"OK " + __version__.encode() + b"\n")
+        elif verb == b"getpid":
+            self._reply(request, b"OK %d\n" % os.getpid())
+        elif verb == b"verbose":
+            level = logging.getLevelName(self.log.getEffectiveLevel())
+            self._reply(request, b"OK " + str(level).encode() + b"\n")
+        elif verb == b"show" and words[1:2] == [b"jobs"]:
+            self.handleShowJobs(request)
+        elif verb == b"show" and [w.lower() for w in words[1:3]] == [b"unique", b"jobs"]:
+            self.handleShowUniqueJobs(request)
+        elif verb == b"maxqueue":
+            self.handleMaxQueue(request)
+        elif verb == b"prioritystatus":
+            self.handlePriorityStatus(request)
+        elif verb == b"shutdown":
+            self.handleShutdown(request)
+        else:
+            self._unknown_command(request)
+
+    def _unknown_command(self, request: ServerAdminRequest) -> None:
+        self._reply(request, b"ERR UNKNOWN_COMMAND Unknown+server+command\n")
+
+    def _incomplete(self, request: ServerAdminRequest, usage: str) -> None:
+        self._reply(request, b"ERR INCOMPLETE_ARGS " + _err_text(usage) + b"\n")
+
+    def handleCancelJob(self, request: ServerAdminRequest) -> None:
+        words = request.command.split()
+        if len(words) < 3:
+            self._incomplete(request, "usage: cancel job HANDLE")
+            return
+        job = self.jobs.get(words[2])
+        if job is None or job.state not in (QUEUED, SCHEDULED):
+            self._reply(request, b"ERR UNKNOWN_JOB\n")
+            return
+        conn = cast(GeardConnection, request.connection)
+        if self.acl is not None and not self.acl.canInvoke(conn.ssl_subject, _text(job._name)):
+            self._reply(request, b"ERR PERMISSION_DENIED\n")
+            return
+        packet = _packet(C.WORK_FAIL, job.handle)
+        clients = list(job.clients)
+        self._remove_waiting(job)
+        for client in clients:
+            self._send(client, packet)
+        self._reply(request, b"OK\n")
+
+    def _visible_functions(self) -> list[FunctionQueue]:
+        return [
+            fq
+            for name, fq in self.function_queues.items()
+            if fq.workers or fq.total or name in self.functions
+        ]
+
+    def handleStatus(self, request: ServerAdminRequest) -> None:
+        lines = [
+            b"%s\t%d\t%d\t%d\n" % (fq.name, fq.total, fq.running, fq.workers)
+            for fq in self._visible_functions()
+        ]
+        lines.append(b".\n")
+        self._reply(request, b"".join(lines))
+
+    def handlePriorityStatus(self, request: ServerAdminRequest) -> None:
+        lines = [
+            b"%s\t%d\t%d\t%d\t%d\n"
+            % (fq.name, fq.counts[0], fq.counts[1], fq.counts[2], fq.workers)
+            for fq in self._visible_functions()
+        ]
+        lines.append(b".\n")
+        self._reply(request, b"".join(lines))
+
+    def handleWorkers(self, request: ServerAdminRequest) -> None:
+        lines = []
+        for conn in self._connections:
+            lines.append(
+                b"%d %s %s : %s\n"
+                % (
+                    conn.fd,
+                    conn.host.encode(),
+                    conn.client_id or b"-",
+                    b" ".join(conn.abilities),
+                )
+            )
+        lines.append(b".\n")
+        self._reply(request, b"".join(lines))
+
+    def handleShowJobs(self, request: ServerAdminRequest) -> None:
+        lines = [
+            b"%s\t%d\t0\t%d\n" % (job.handle, job.retries, 1 if job.state == QUEUED else 0)
+            for job in self.jobs.values()
+        ]
+        lines.append(b".\n")
+        self._reply(request, b"".join(lines))
+
+    def handleShowUniqueJobs(self, request: ServerAdminRequest) -> None:
+        lines = [unique + b"\n" for fq in self.function_queues.values() for unique in fq.uniques]
+        lines.append(b".\n")
+        self._reply(request, b"".join(lines))
+
+    def handleMaxQueue(self, request: ServerAdminRequest) -> None:
+        words = request.command.split()
+        if len(words) < 2:
+            self._incomplete(request, "usage: maxqueue FUNCTION [SIZE | HIGH NORMAL LOW]")
+            return
+        try:
+            sizes = [int(w) for w in words[2:]]
+        except ValueError:
+            sizes = [-1]
+        if len(sizes) not in (0, 1, 3) or any(s < 0 for s in sizes):
+            self._reply(
+                request,
+                b"ERR INVALID_ARGUMENTS " + _err_text("sizes must be 1 or 3 integers >= 0") + b"\n",
+            )
+            return
+        fq = self._function(words[1])
+        if not sizes or not any(sizes):
+            fq.max_queue = None
+        elif len(sizes) == 1:
+            fq.max_queue = (sizes[0], sizes[0], sizes[0])
+        else:
+            fq.max_queue = (sizes[0], sizes[1], sizes[2])
+        self._reply(request, b"OK\n")
+
+    def handleShutdown(self, request: ServerAdminRequest) -> None:
+        words = request.command.split()
+        graceful = len(words) > 1 and words[1].lower() == b"graceful"
+        self._reply(request, b"OK\n")
+        self._flush()
+        if graceful:
+            self.log.info("Graceful shutdown requested: no new connections")
+            self._graceful = True
+            if self._aserver is not None:
+                self._aserver.close()
+            if not self.jobs:
+                self._stop()
+        else:
+            self.log.info("Shutdown requested by admin command")
+            self._stop()
+
+    # --- ACL commands (gear-api.md §c, with the documented str semantics)
+
+    def handleACLList(self, request: ServerAdminRequest) -> None:
+        if self.acl is None:
+            self._reply(request, b"ERR ACL_DISABLED\n")
+            return
+        lines = [
+            (
+                "%s\tregister=%s\tinvoke=%s\tgrant=%s\n"
+                % (entry.subject, entry.register, entry.invoke, entry.grant)
+            ).encode()
+            for entry in self.acl.getEntries()
+        ]
+        lines.append(b".\n")
+        self._reply(request, b"".join(lines))
+
+    def _acl_subject(self, request: ServerAdminRequest) -> str | None:
+        return cast(GeardConnection, request.connection).ssl_subject
+
+    def handleACLGrant(self, request: ServerAdminRequest) -> None:
+        acl = self.acl
+        if acl is None:
+            self._reply(request, b"ERR ACL_DISABLED\n")
+            return
+        if not acl.canGrant(self._acl_subject(request)):
+            self._reply(request, b"ERR PERMISSION_DENIED\n")
+            return
+        parts = _text(request.command).split(None, 4)
+        if len(parts) < 4:
+            self._incomplete(request, "usage: acl grant VERB SUBJECT [PATTERN]")
+            return
+        verb, subject = parts[2], parts[3]
+        pattern = parts[4] if len(parts) > 4 else None
+        try:
+            if verb == "grant":
+                acl.grantGrant(subject)
+            elif verb in ("invoke", "register"):
+                if pattern is None:
+                    self._incomplete(request, "usage: acl grant %s SUBJECT PATTERN" % verb)
+                    return
+                if verb == "invoke":
+                    acl.grantInvoke(subject, pattern)
+                else:
+                    acl.grantRegister(subject, pattern)
+            else:
+                self._reply(request, b"ERR UNKNOWN_ACL_VERB\n")
+                return
+        except Exception as e:
+            self._reply(request, b"ERR UNABLE " + str(e).encode() + b"\n")
+            return
+        self._reply(request, b"OK\n")
+
+    def _revoke(self, request: ServerAdminRequest, verb: str, subject: str) -> None:
+        acl = self.acl
+        assert acl is not None
+        try:
+            if verb == "invoke":
+                acl.revokeInvoke(subject)
+            elif verb == "register":
+                acl.revokeRegister(subject)
+            elif verb == "grant":
+                acl.revokeGrant(subject)
+            elif verb == "all":
+                try:
+                    acl.remove(subject)
+                except Exception as e:
+                    if type(e).__name__ != "ACLError":
+                        raise
+            else:
+                self._reply(request, b"ERR UNKNOWN_ACL_VERB\n")
+                return
+        except Exception as e:
+            self._reply(request, b"ERR UNABLE " + str(e).encode() + b"\n")
+            return
+        self._reply(request, b"OK\n")
+
+    def handleACLRevoke(self, request: ServerAdminRequest) -> None:
+        acl = self.acl
+        if acl is None:
+            self._reply(request, b"ERR ACL_DISABLED\n")
+            return
+        parts = _text(request.command).split()
+        if len(parts) < 4:
+            self._incomplete(request, "usage: acl revoke VERB SUBJECT")
+            return
+        verb, subject = parts[2], parts[3]
+        caller = self._acl_subject(request)
+        if subject != caller and not acl.canGrant(caller):
+            self._reply(request, b"ERR PERMISSION_DENIED\n")
+            return
+        self._revoke(request, verb, subject)
+
+    def handleACLSelfRevoke(self, request: ServerAdminRequest) -> None:
+        if self.acl is None:
+            self._reply(request, b"ERR ACL_DISABLED\n")
+            return
+        parts = _text(request.command).split()
+        if len(parts) < 3:
+            self._incomplete(request, "usage: acl self-revoke VERB")
+            return
+        subject = self._acl_subject(request)
+        if subject is None:
+            self._reply(request, b"ERR PERMISSION_DENIED\n")
+            return
+        self._revoke(request, parts[2], subject)
+
+
+Server.__module__ = "gear"
