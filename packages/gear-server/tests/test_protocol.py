@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from fixtures.geard import Geard, RawGearman
 
 import gear
+from fixtures.geard import Geard, RawGearman
 from gear import constants as C
 from gear.server import MemoryQueueStore, Server, ServerJob
 
