@@ -36,7 +36,7 @@ def test_status_and_workers(geard: Geard) -> None:
             assert b" 127.0.0.1 w1 : fa fb\n" in workers
             assert b" 127.0.0.1 - : \n" in workers
             assert workers.endswith(b".\n")
-            line = [x for x in workers.splitlines() if b"w1" in x][0]
+            line = next(x for x in workers.splitlines() if b"w1" in x)
             assert line.split()[0].isdigit()
         deadline = time.monotonic() + 5
         while b"fb\t0\t0\t0\n" not in admin.admin("status"):

@@ -1,0 +1,164 @@
+"""TLS (client certificates required, CN = ACL subject) and ACL enforcement."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+
+import pytest
+from fixtures.certs import Certs
+from fixtures.geard import Geard, RawGearman
+
+from gear import constants as C
+from gear.tls import create_ssl_context, load_context
+
+
+def tls_server(geard_factory: Callable[..., Geard], certs: Certs, **kwargs: object) -> Geard:
+    return geard_factory(
+        ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca, **kwargs
+    )
+
+
+def connect(geard: Geard, certs: Certs, cn: str) -> RawGearman:
+    pair = certs.client if cn == "client" else certs.issue(cn)
+    return RawGearman(geard.port, ssl_context=load_context(pair.key, pair.cert, certs.ca))
+
+
+def test_tls_job_and_subject(geard_factory: Callable[..., Geard], certs: Certs) -> None:
+    geard = tls_server(geard_factory, certs)
+    assert geard.server.use_ssl
+    with connect(geard, certs, "client") as client, connect(geard, certs, "worker-1") as worker:
+        worker.send(C.CAN_DO, b"tls")
+        client.send(C.SUBMIT_JOB, b"tls\0\0secret")
+        handle = client.expect(C.JOB_CREATED)
+        worker.send(C.GRAB_JOB)
+        assert worker.expect(C.JOB_ASSIGN) == handle + b"\0tls\0secret"
+        worker.send(C.WORK_COMPLETE, handle + b"\0done")
+        assert client.expect(C.WORK_COMPLETE) == handle + b"\0done"
+        subjects = {c.ssl_subject for c in geard.server.active_connections}
+        assert subjects == {"client", "worker-1"}
+
+
+def test_tls_requires_client_certificate(
+    geard_factory: Callable[..., Geard], certs: Certs, other_ca_certs: Certs
+) -> None:
+    geard = tls_server(geard_factory, certs)
+    no_cert = create_ssl_context()
+    no_cert.load_verify_locations(certs.ca)
+    with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
+        conn = RawGearman(geard.port, ssl_context=no_cert)
+        conn.send(C.ECHO_REQ, b"x")
+        conn.expect(C.ECHO_RES)
+    foreign = load_context(other_ca_certs.client.key, other_ca_certs.client.cert, certs.ca)
+    with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
+        conn = RawGearman(geard.port, ssl_context=foreign)
+        conn.send(C.ECHO_REQ, b"x")
+        conn.expect(C.ECHO_RES)
+    with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError, TimeoutError)):
+        plain = RawGearman(geard.port, timeout=2)
+        plain.send(C.ECHO_REQ, b"x")
+        plain.expect(C.ECHO_RES)
+    with connect(geard, certs, "client") as ok:
+        ok.send(C.ECHO_REQ, b"still serving")
+        assert ok.expect(C.ECHO_RES) == b"still serving"
+
+
+@pytest.fixture
+def acl_server(geard_factory: Callable[..., Geard], certs: Certs) -> Geard:
+    from gear.acl import ACL, ACLEntry
+
+    acl = ACL()
+    acl.add(ACLEntry("client", invoke="allowed"))
+    acl.add(ACLEntry("worker", register="allowed.*"))
+    acl.add(ACLEntry("admin", grant=True))
+    return tls_server(geard_factory, certs, acl=acl)
+
+
+def test_acl_submit_needs_invoke(acl_server: Geard, certs: Certs) -> None:
+    with connect(acl_server, certs, "client") as client, connect(acl_server, certs, "x") as other:
+        client.send(C.SUBMIT_JOB_BG, b"allowed-fn\0\0x")
+        client.expect(C.JOB_CREATED)
+        client.send(C.SUBMIT_JOB, b"denied\0\0x")
+        code, text = client.expect(C.ERROR).split(b"\0")
+        assert code == b"0"
+        assert text.startswith(b"Permission denied by ACL") and b"invoke denied" in text
+        other.send(C.SUBMIT_JOB_BG, b"allowed-fn\0\0x")
+        assert other.expect(C.ERROR).startswith(b"0\0Permission denied by ACL")
+        client.send(C.ECHO_REQ, b"usable")
+        assert client.expect(C.ECHO_RES) == b"usable"
+    assert acl_server.server.total_jobs == 1
+
+
+def test_acl_can_do_needs_register(acl_server: Geard, certs: Certs) -> None:
+    with connect(acl_server, certs, "worker") as worker:
+        worker.send(C.CAN_DO, b"forbidden")
+        code, text = worker.expect(C.ERROR).split(b"\0")
+        assert code == b"0" and b"register forbidden" in text
+        worker.send(C.CAN_DO, b"allowed-fn")
+        worker.send(C.ECHO_REQ, b"")
+        worker.expect(C.ECHO_RES)
+        assert worker.admin("status") == b"allowed-fn\t0\t0\t1\n.\n"
+
+
+def test_acl_without_tls_denies_everything(geard_factory: Callable[..., Geard]) -> None:
+    from gear.acl import ACL, ACLEntry
+
+    acl = ACL()
+    acl.add(ACLEntry("client", invoke=".*", register=".*"))
+    geard = geard_factory(acl=acl)
+    with RawGearman(geard.port) as conn:
+        conn.send(C.SUBMIT_JOB_BG, b"f\0\0x")
+        assert conn.expect(C.ERROR).startswith(b"0\0")
+        conn.send(C.CAN_DO, b"f")
+        assert conn.expect(C.ERROR).startswith(b"0\0")
+
+
+def test_acl_admin_commands(acl_server: Geard, certs: Certs) -> None:
+    with connect(acl_server, certs, "admin") as admin, connect(acl_server, certs, "client") as cl:
+        assert admin.admin("acl list") == (
+            b"admin\tregister=None\tinvoke=None\tgrant=True\n"
+            b"client\tregister=None\tinvoke=allowed\tgrant=False\n"
+            b"worker\tregister=allowed.*\tinvoke=None\tgrant=False\n"
+            b".\n"
+        )
+        assert cl.admin("acl grant invoke client .*") == b"ERR PERMISSION_DENIED\n"
+        assert admin.admin("acl grant invoke client other fn.*") == b"OK\n"
+        assert admin.admin("acl grant register newbie .*") == b"OK\n"
+        assert admin.admin("acl grant grant newbie") == b"OK\n"
+        assert admin.admin("acl grant frob newbie x") == b"ERR UNKNOWN_ACL_VERB\n"
+        assert admin.admin("acl grant invoke bad [unclosed").startswith(b"ERR UNABLE ")
+        listing = admin.admin("acl list")
+        assert b"client\tregister=None\tinvoke=other fn.*\tgrant=False\n" in listing
+        assert b"newbie\tregister=.*\tinvoke=None\tgrant=True\n" in listing
+        cl.send(C.SUBMIT_JOB_BG, b"other fn-1\0\0x")
+        cl.expect(C.JOB_CREATED)
+        assert cl.admin("acl revoke invoke worker") == b"ERR PERMISSION_DENIED\n"
+        assert cl.admin("acl revoke invoke client") == b"OK\n"
+        cl.send(C.SUBMIT_JOB_BG, b"other fn-1\0\0x")
+        assert cl.expect(C.ERROR).startswith(b"0\0")
+        assert admin.admin("acl revoke register newbie") == b"OK\n"
+        assert admin.admin("acl revoke frob newbie") == b"ERR UNKNOWN_ACL_VERB\n"
+        assert admin.admin("acl revoke all newbie") == b"OK\n"
+        assert admin.admin("acl revoke all nobody") == b"OK\n"
+        assert b"newbie" not in admin.admin("acl list")
+        assert admin.admin("acl self-revoke grant") == b"OK\n"
+        assert admin.admin("acl grant grant x") == b"ERR PERMISSION_DENIED\n"
+
+
+def test_acl_cancel_needs_invoke(acl_server: Geard, certs: Certs) -> None:
+    with connect(acl_server, certs, "client") as cl, connect(acl_server, certs, "worker") as w:
+        cl.send(C.SUBMIT_JOB_BG, b"allowed\0\0x")
+        handle = cl.expect(C.JOB_CREATED)
+        assert w.admin(b"cancel job " + handle) == b"ERR PERMISSION_DENIED\n"
+        assert cl.admin(b"cancel job " + handle) == b"OK\n"
+
+
+def test_acl_disabled_replies(geard: Geard) -> None:
+    with RawGearman(geard.port) as conn:
+        for command in (
+            "acl list",
+            "acl grant invoke a b",
+            "acl revoke all a",
+            "acl self-revoke all",
+        ):
+            assert conn.admin(command) == b"ERR ACL_DISABLED\n"
