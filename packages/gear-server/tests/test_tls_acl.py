@@ -6,9 +6,9 @@ import ssl
 from collections.abc import Callable
 
 import pytest
+
 from fixtures.certs import Certs
 from fixtures.geard import Geard, RawGearman
-
 from gear import constants as C
 from gear.tls import create_ssl_context, load_context
 

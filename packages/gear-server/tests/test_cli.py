@@ -1,0 +1,183 @@
+"""The ``geard`` program: flags, logging, signals, daemon mode, statsd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import gear.cmd.geard
+from fixtures.geard import Geard, RawGearman
+from fixtures.servers import free_port, wait_for_port
+from gear import constants as C
+from gear.server import __version__
+
+GEARD = [sys.executable, "-m", "gear.cmd.geard"]
+
+
+def run_job(port: int) -> None:
+    with RawGearman(port) as client, RawGearman(port) as worker:
+        worker.send(C.CAN_DO, b"cli")
+        client.send(C.SUBMIT_JOB, b"cli\0\0x")
+        handle = client.expect(C.JOB_CREATED)
+        worker.send(C.GRAB_JOB)
+        worker.expect(C.JOB_ASSIGN)
+        worker.send(C.WORK_COMPLETE, handle + b"\0y")
+        assert client.expect(C.WORK_COMPLETE) == handle + b"\0y"
+
+
+def foreground(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*GEARD, "-d", "-p", str(port), "--listen-address", "127.0.0.1", *args],
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    wait_for_port("127.0.0.1", port, proc=proc)
+    return proc, port
+
+
+def test_module_is_importable() -> None:
+    assert callable(gear.cmd.geard.main)
+    command = gear.cmd.geard.Server()
+    args = command.parse_arguments(["-d", "-p", "5000", "--keepalive", "--keepalive-idle", "10"])
+    assert (args.nodaemon, args.port, args.keepalive, args.tcp_keepidle) == (True, 5000, True, 10)
+    assert args.pidfile == "/var/run/geard/geard.pid"
+    assert (args.tcp_keepintvl, args.tcp_keepcnt) == (75, 9)
+
+
+def test_version_and_help() -> None:
+    out = subprocess.run([*GEARD, "--version"], capture_output=True, timeout=30, check=True)
+    assert out.stdout == b"Gear version: %s\n" % __version__.encode()
+    helptext = subprocess.run([*GEARD, "--help"], capture_output=True, timeout=30, check=True)
+    for flag in (
+        "-d", "-p", "--listen-address", "--log-config", "--pidfile", "--ssl-ca", "--ssl-cert",
+        "--ssl-key", "--acl", "--keepalive", "--keepalive-idle", "--keepalive-interval",
+        "--keepalive-count", "--version", "--max-packet-size", "--max-connections",
+        "--max-output-buffer", "STATSD_HOST",
+    ):  # fmt: skip
+        assert flag.encode() in helptext.stdout, flag
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
+    proc, port = foreground("--max-packet-size", "1000")
+    try:
+        run_job(port)
+        with RawGearman(port) as conn:
+            conn.send(C.ECHO_REQ, b"x" * 2000)
+            assert conn.expect(C.ERROR).startswith(b"PACKET_TOO_LARGE")
+        proc.send_signal(signum)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    log = proc.stderr.read().decode()
+    assert "INFO gear.Server: Listening on 127.0.0.1 port %d" % port in log
+    assert "Shutting down" in log and "geard exited" in log
+    assert "SUBMIT_JOB" not in log
+
+
+def test_admin_shutdown_stops_process() -> None:
+    proc, port = foreground()
+    try:
+        with RawGearman(port) as admin:
+            assert admin.admin("shutdown") == b"OK\n"
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_missing_log_config_fails() -> None:
+    out = subprocess.run(
+        [*GEARD, "-d", "-p", "0", "--log-config", "/nonexistent/logging.conf"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert out.returncode != 0
+    assert b"Unable to read logging config file at /nonexistent/logging.conf" in out.stderr
+
+
+def test_daemon_mode_pidfile_and_log_config(tmp_path: Path) -> None:
+    logfile = tmp_path / "geard.log"
+    config = tmp_path / "logging.conf"
+    config.write_text(
+        "[loggers]\nkeys=root\n[handlers]\nkeys=file\n[formatters]\nkeys=simple\n"
+        "[logger_root]\nlevel=INFO\nhandlers=file\n"
+        "[handler_file]\nclass=FileHandler\nformatter=simple\nargs=(%r,)\n"
+        "[formatter_simple]\nformat=%%(levelname)s %%(name)s: %%(message)s\n" % str(logfile)
+    )
+    pidfile = tmp_path / "run" / "geard.pid"
+    port = free_port()
+    args = [*GEARD, "-p", str(port), "--listen-address", "127.0.0.1", "--pidfile", str(pidfile)]
+    launched = subprocess.run([*args, "--log-config", str(config)], timeout=30)
+    assert launched.returncode == 0
+    wait_for_port("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        run_job(port)
+        second = subprocess.run(args, capture_output=True, timeout=30)
+        assert second.returncode != 0 and b"locked" in second.stderr
+        os.kill(pid, signal.SIGTERM)
+        while pidfile.exists():
+            assert time.monotonic() < deadline + 10, "daemon did not remove its pidfile"
+            time.sleep(0.05)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert "Listening on 127.0.0.1 port %d" % port in logfile.read_text()
+
+
+def test_statsd_from_environment() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(10)
+        env = {"STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(udp.getsockname()[1])}
+        env["STATSD_PREFIX"] = "geard"
+        proc, port = foreground(env=env)
+        try:
+            with RawGearman(port) as conn:
+                conn.send(C.SUBMIT_JOB_BG, b"f\0\0x")
+                conn.expect(C.JOB_CREATED)
+            lines: set[bytes] = set()
+            deadline = time.monotonic() + 10
+            while b"geard.queue.total:1|g" not in lines or not any(
+                line.startswith(b"geard.packet.SUBMIT_JOB_BG:1|c") for line in lines
+            ):
+                assert time.monotonic() < deadline, lines
+                lines.update(udp.recv(4096).splitlines())
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+
+def test_keepalive_on_accepted_sockets(geard_factory: Callable[..., Geard]) -> None:
+    geard = geard_factory(keepalive=True, tcp_keepidle=30, tcp_keepintvl=5, tcp_keepcnt=3)
+    with RawGearman(geard.port) as conn:
+        conn.send(C.ECHO_REQ, b"")
+        conn.expect(C.ECHO_RES)
+        (server_side,) = geard.server.active_connections
+        sock = server_side.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
