@@ -1449,6 +1449,8 @@ class Server:
             self.handlePriorityStatus(request)
         elif verb == b"shutdown":
             self.handleShutdown(request)
+        elif verb in (b"create", b"drop") and words[1:2] == [b"function"]:
+            self.handleFunctionCommand(request)
         else:
             self._unknown_command(request)
 
@@ -1553,6 +1555,28 @@ class Server:
         else:
             fq.max_queue = (sizes[0], sizes[1], sizes[2])
         self._reply(request, b"OK\n")
+
+    def handleFunctionCommand(self, request: ServerAdminRequest) -> None:
+        """gearmand's ``create function NAME`` and ``drop function NAME``."""
+        words = request.command.split()
+        if len(words) < 3:
+            self._incomplete(request, "usage: create|drop function NAME")
+            return
+        name = words[2]
+        if words[0].lower() == b"create":
+            self._function(name)
+            self.functions.add(name)
+            self._reply(request, b"OK\n")
+            return
+        fq = self.function_queues.get(name)
+        if fq is None:
+            self._reply(request, b"ERR UNKNOWN_FUNCTION Function+not+found\n")
+        elif fq.workers or fq.total:
+            self._reply(request, b"ERR FUNCTION_IN_USE Function+has+jobs+or+workers\n")
+        else:
+            del self.function_queues[name]
+            self.functions.discard(name)
+            self._reply(request, b"OK\n")
 
     def handleShutdown(self, request: ServerAdminRequest) -> None:
         words = request.command.split()

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["StoredJob", "QueueStore", "MemoryQueueStore"]
+__all__ = ["StoredJob", "QueueStore", "QueueStoreError", "MemoryQueueStore"]
+
+
+class QueueStoreError(Exception):
+    """The store cannot be opened, read or written; geard must not go on as if
+    the jobs were safe (it refuses to start rather than start empty)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class StoredJob:
     precedence: int
     when: float | None = None
     """Unix time at which a scheduled job becomes runnable, or None."""
+    attempts: int = 0
+    """Times the job was requeued because its worker disconnected."""
 
 
 class QueueStore(abc.ABC):
@@ -45,8 +52,20 @@ class QueueStore(abc.ABC):
     def load(self) -> Iterable[StoredJob]:
         """Return the jobs to queue again when the server starts."""
 
+    def retried(self, handle: bytes, attempts: int) -> None:  # noqa: B027 - optional hook
+        """The job went back to the queue; ``attempts`` must survive a restart
+        so that a job that keeps killing its workers is still failed."""
+
+    def flush(self) -> None:  # noqa: B027 - optional hook
+        """Make every change since the last flush durable.
+
+        The server calls this once per event-loop turn, before it writes the
+        replies of that turn, so no client hears JOB_CREATED for a job that
+        is not on disk yet. Raises :class:`QueueStoreError` on failure.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources at server shutdown."""
+        """Flush and release resources at server shutdown."""
 
 
 class MemoryQueueStore(QueueStore):
@@ -65,6 +84,11 @@ class MemoryQueueStore(QueueStore):
 
     def remove(self, handle: bytes) -> None:
         self.jobs.pop(handle, None)
+
+    def retried(self, handle: bytes, attempts: int) -> None:
+        job = self.jobs.get(handle)
+        if job is not None:
+            self.jobs[handle] = replace(job, attempts=attempts)
 
     def load(self) -> Iterable[StoredJob]:
         return list(self.jobs.values())
