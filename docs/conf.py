@@ -31,9 +31,13 @@ nitpick_ignore = [
     ("py:class", "ssl.SSLObject"),
     ("py:class", "socket.socket"),
     ("py:class", "logging.Logger"),
+    ("py:class", "os.PathLike"),
     ("py:class", "threading.Condition"),
     ("py:class", "threading.Event"),
     ("py:class", "asyncio.AbstractEventLoop"),
+    # gear-server's per-connection protocol object (gear.server.GeardConnection)
+    # appears in signatures but is not part of the documented API.
+    ("py:class", "GeardConnection"),
 ]
 
 autodoc_member_order = "bysource"
