@@ -181,16 +181,30 @@ class Connection:
     def sendRaw(self, data: bytes | bytearray) -> None:
         """Send every byte of ``data``."""
         with self.send_lock:
-            if self.conn is None:
-                raise ConnectionError("Not connected to %s:%s" % (self.host, self.port))
-            view = memoryview(data)
-            while view:
-                try:
-                    sent = self.conn.send(view)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    select.select([self.conn], [self.conn], [], 1.0)
-                    continue
-                view = view[sent:]
+            self._send_locked(data)
+
+    def _send_locked(self, data: bytes | bytearray) -> None:
+        if self.conn is None:
+            raise ConnectionError("Not connected to %s:%s" % (self.host, self.port))
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self.conn.send(view)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                select.select([self.conn], [self.conn], [], 1.0)
+                continue
+            view = view[sent:]
+
+    def sendPacketWithTask(self, packet: Packet, task: Task) -> None:
+        """Queue ``task`` on ``pending_tasks`` and send ``packet``, atomically.
+
+        Holding the send lock across both keeps the FIFO of tasks in the
+        order the requests hit the wire when several threads submit at once.
+        """
+        data = encode_packet(bytes(packet.code), packet.ptype, packet.data)
+        with self.send_lock:
+            self.pending_tasks.append(task)
+            self._send_locked(data)
 
     def sendPacket(self, packet: Packet) -> None:
         self.log.debug("Sending packet to %s: %s", self, packet)
@@ -233,6 +247,43 @@ class Connection:
         self.admin_requests.pop(0)
         self._admin_buffer = rest or b""
         return request
+
+    def readAvailable(self) -> list[Packet | AdminRequest] | None:
+        """Read what the socket has and return every complete item; None at EOF.
+
+        For poll loops: called when the socket is readable, it never waits
+        for the rest of a partial packet. A TLS socket is switched to
+        non-blocking on first use, so a TLS record carrying no application
+        data (a TLS 1.3 session ticket) returns ``[]`` instead of blocking.
+        """
+        out: list[Packet | AdminRequest] = []
+        if not self._events:
+            sock = self.conn
+            if isinstance(sock, ssl.SSLSocket):
+                with self.send_lock:
+                    if sock.getblocking():
+                        sock.setblocking(False)
+                    try:
+                        data = sock.recv(_RECV_SIZE)
+                        while data and sock.pending():
+                            data += sock.recv(_RECV_SIZE)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        return out
+            else:
+                data = sock.recv(_RECV_SIZE)
+            if not data:
+                return None
+            self._events.extend(self._decoder.receive(data))
+        events = self._events
+        while events:
+            event = events.popleft()
+            if isinstance(event, Frame):
+                out.append(Packet(event.magic, event.ptype, event.data, connection=self))
+            else:
+                done = self._admin_line(event.line)
+                if done is not None:
+                    out.append(done)
+        return out
 
     def hasPendingData(self) -> bool:
         return bool(self._events) or self._decoder.buffered > 0

@@ -114,11 +114,9 @@ class Packet:
 
     def getArgument(self, index: int, last: bool = False) -> bytes:
         """Return NUL-separated argument ``index``; with ``last``, the rest too."""
-        parts = bytes(self.data).split(b"\x00")
-        if last:
-            if index >= len(parts):
-                raise IndexError("packet argument index out of range")
-            return b"\x00".join(parts[index:])
+        parts = bytes(self.data).split(b"\x00", index if last else index + 1)
+        if last and index >= len(parts):
+            raise IndexError("packet argument index out of range")
         return parts[index]
 
     def getJob(self) -> Any:

@@ -1,5 +1,7 @@
-"""gear-client."""
+"""gear-client: the threaded :class:`gear.Client` and its jobs."""
 
 from gear.client._version import __version__
+from gear.client.client import Client
+from gear.client.job import BinaryJob, Job, TextJob
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "Client", "Job", "TextJob", "BinaryJob"]

@@ -1,0 +1,344 @@
+"""The threaded :class:`Client`, compatible with gear 0.16."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, TypeVar
+
+from gear import constants
+from gear.admin import AdminRequest
+from gear.base import BaseClient
+from gear.client import protocol
+from gear.client.job import Job
+from gear.connection import Connection
+from gear.errors import (
+    DisconnectError,
+    GearmanError,
+    TimeoutError,
+    UnknownJobError,
+)
+from gear.packet import Packet
+from gear.tasks import OptionReqTask, SubmitJobTask, Task
+from gear.util import convert_to_bytes
+
+__all__ = ["Client"]
+
+_T = TypeVar("_T", bound=Task)
+
+
+class _OptionTask(OptionReqTask):
+    def __init__(self, option: bytes) -> None:
+        super().__init__()
+        self.option = option
+        self.accepted: bool | None = None
+
+
+class _StatusTask(Task):
+    def __init__(self, job: Any, conn: Connection) -> None:
+        super().__init__()
+        self.job = job
+        self.conn = conn
+        self.answered = False
+
+
+def _pop_task(conn: Connection, kind: type[_T]) -> _T | None:
+    """Remove and return the oldest pending task of ``kind``.
+
+    Matching by kind rather than strictly the head keeps a stale option
+    request (one a server never answered) from breaking later submits.
+    """
+    tasks = conn.pending_tasks
+    for index, task in enumerate(tasks):
+        if isinstance(task, kind):
+            del tasks[index]
+            return task
+    return None
+
+
+class Client(BaseClient):
+    """A Gearman client: submits jobs and receives their results.
+
+    Hooks (``handleWorkComplete`` and the rest) run on the poll thread; an
+    override must call the base method and must not call blocking client
+    methods.
+    """
+
+    def __init__(self, client_id: str | bytes | None = "unknown") -> None:
+        super().__init__(client_id)
+        self.log = logging.getLogger("gear.Client.%s" % (_text(self.client_id),))
+        self.options: set[bytes] = set()
+        self._status_lock = threading.Lock()
+        self._status_waiters: dict[tuple[int, bytes], list[_StatusTask]] = {}
+
+    def __repr__(self) -> str:
+        return "<gear.Client 0x%x>" % (id(self),)
+
+    # -- connection steps -------------------------------------------------
+
+    def _onConnect(self, conn: Connection) -> None:
+        if self.client_id:
+            conn.sendPacket(Packet(constants.REQ, constants.SET_CLIENT_ID, self.client_id))
+        for option in list(self.options):
+            conn.sendPacketWithTask(
+                Packet(constants.REQ, constants.OPTION_REQ, option), _OptionTask(option)
+            )
+
+    def _onConnectionLost(
+        self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
+    ) -> None:
+        super()._onConnectionLost(conn, jobs, tasks, admin)
+        for job in jobs:
+            done = getattr(job, "_done", None)
+            if done is not None and not job.complete:
+                job._lost = True
+                done.set()
+        with self._status_lock:
+            lost = [
+                waiter
+                for waiters in self._status_waiters.values()
+                for waiter in waiters
+                if waiter.conn is conn
+            ]
+        for waiter in lost:
+            waiter.setComplete()
+
+    # -- requests ---------------------------------------------------------
+
+    def submitJob(
+        self,
+        job: Any,
+        background: bool = False,
+        precedence: int = constants.PRECEDENCE_NORMAL,
+        timeout: float | None = 30,
+    ) -> None:
+        """Submit ``job`` and block until a server has given it a handle.
+
+        Tries the active servers round-robin and moves on to the next one
+        when a server refuses, does not answer within ``timeout`` seconds or
+        drops the connection. Raises :class:`gear.GearmanError` when no
+        connected server accepted the job (also when none is connected).
+        """
+        ptype = protocol.submit_type(background, precedence)
+        packet = Packet(constants.REQ, ptype, protocol.submit_payload(job))
+        if isinstance(job, Job):
+            job._reset_wait(bool(background))
+        attempted: set[Connection] = set()
+        while True:
+            with self.connections_condition:
+                if set(self.active_connections) <= attempted:
+                    break
+            conn = self.getConnection()
+            if conn in attempted:
+                continue
+            attempted.add(conn)
+            task = SubmitJobTask(job)
+            job.handle = None
+            try:
+                conn.sendPacketWithTask(packet, task)
+            except Exception:
+                self.log.info("Unable to submit job to %s; marking it lost", conn)
+                self._lostConnection(conn)
+                continue
+            if not task.wait(timeout):
+                self.log.warning(
+                    "No JOB_CREATED from %s in %s seconds; marking it lost", conn, timeout
+                )
+                self._lostConnection(conn)
+                continue
+            if job.handle is None:
+                continue
+            job.connection = conn
+            return
+        raise GearmanError("Unable to submit job to any connected servers")
+
+    def setOption(self, name: str | bytes, timeout: float | None = 30) -> bool:
+        """Ask every connected server to enable option ``name``.
+
+        The option is remembered and requested again on every reconnect.
+        Returns False if some server refused it. A server that does not
+        answer within ``timeout`` seconds is logged and left connected (gear
+        0.16 dropped it and broke later submits on it).
+        """
+        option = convert_to_bytes(name)
+        self.options.add(option)
+        packet = Packet(constants.REQ, constants.OPTION_REQ, option)
+        sent: list[tuple[Connection, _OptionTask]] = []
+        for conn in list(self.active_connections):
+            task = _OptionTask(option)
+            try:
+                conn.sendPacketWithTask(packet, task)
+            except Exception:
+                self._lostConnection(conn)
+                continue
+            sent.append((conn, task))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
+        for conn, task in sent:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not task.wait(remaining):
+                self.log.warning("No reply to OPTION_REQ %r from %s", option, conn)
+                continue
+            if task.accepted is False:
+                ok = False
+        return ok
+
+    def getStatus(self, job: Any, timeout: float | None = 30, unique: bool = False) -> Any:
+        """Ask the job's server for its status; update and return ``job``.
+
+        Sends GET_STATUS for the job's handle, or with ``unique=True``
+        GET_STATUS_UNIQUE for its unique id (servers that support it: the C
+        gearmand and gear's geard). Sets ``known``, ``running``,
+        ``numerator``, ``denominator`` and ``fraction_complete``. Raises
+        :class:`gear.TimeoutError` without a reply in ``timeout`` seconds and
+        :class:`gear.DisconnectError` if the connection is lost meanwhile.
+        """
+        if unique:
+            key_value = job.binary_unique
+            if not key_value:
+                raise GearmanError("Job %r has no unique id to ask about" % (job,))
+            conn = job.connection or self.getConnection()
+            ptype, reply = constants.GET_STATUS_UNIQUE, constants.STATUS_RES_UNIQUE
+        else:
+            key_value = job.handle
+            conn = job.connection
+            if key_value is None or conn is None:
+                raise GearmanError("Job %r has not been submitted" % (job,))
+            ptype, reply = constants.GET_STATUS, constants.STATUS_RES
+        key = (reply, key_value)
+        task = _StatusTask(job, conn)
+        with self._status_lock:
+            self._status_waiters.setdefault(key, []).append(task)
+        try:
+            self.sendPacket(Packet(constants.REQ, ptype, key_value), conn)
+            if not task.wait(timeout):
+                raise TimeoutError("No status reply from %s in %s seconds" % (conn, timeout))
+        finally:
+            with self._status_lock:
+                waiters = self._status_waiters.get(key)
+                if waiters is not None and task in waiters:
+                    waiters.remove(task)
+                    if not waiters:
+                        del self._status_waiters[key]
+        if not task.answered:
+            raise DisconnectError("Lost the connection to %s before the status reply" % (conn,))
+        return job
+
+    def _takeStatusWaiters(self, key: tuple[int, bytes]) -> list[_StatusTask]:
+        with self._status_lock:
+            return self._status_waiters.pop(key, [])
+
+    # -- hooks (poll thread) ---------------------------------------------
+
+    def handleJobCreated(self, packet: Packet) -> Any:
+        conn = packet.connection
+        assert conn is not None
+        task = _pop_task(conn, SubmitJobTask)
+        if task is None:
+            self.log.error("JOB_CREATED from %s with no submit pending", conn)
+            self._lostConnection(conn)
+            raise GearmanError("Received JOB_CREATED from %s with no submit pending" % (conn,))
+        job = task.job
+        job.handle = bytes(packet.data)
+        job.connection = conn
+        conn.related_jobs[job.handle] = job
+        task.setComplete()
+        return job
+
+    def _finish(self, packet: Packet, job: Any) -> None:
+        assert packet.connection is not None
+        packet.connection.related_jobs.pop(job.handle, None)
+        done = getattr(job, "_done", None)
+        if done is not None:
+            done.set()
+
+    def handleWorkComplete(self, packet: Packet) -> Any:
+        job = packet.getJob()
+        protocol.apply_work_complete(job, protocol.split_handle(packet.data)[1])
+        self._finish(packet, job)
+        return job
+
+    def handleWorkFail(self, packet: Packet) -> Any:
+        job = packet.getJob()
+        protocol.apply_work_fail(job)
+        self._finish(packet, job)
+        return job
+
+    def handleWorkException(self, packet: Packet) -> Any:
+        job = packet.getJob()
+        protocol.apply_work_exception(job, protocol.split_handle(packet.data)[1])
+        self._finish(packet, job)
+        return job
+
+    def handleWorkData(self, packet: Packet) -> Any:
+        job = packet.getJob()
+        protocol.apply_work_data(job, protocol.split_handle(packet.data)[1])
+        return job
+
+    def handleWorkWarning(self, packet: Packet) -> Any:
+        job = packet.getJob()
+        protocol.apply_work_warning(job, protocol.split_handle(packet.data)[1])
+        return job
+
+    def handleWorkStatus(self, packet: Packet) -> Any:
+        job = packet.getJob()
+        protocol.apply_work_status(job, packet.getArgument(1), packet.getArgument(2))
+        return job
+
+    def handleStatusRes(self, packet: Packet) -> Any:
+        waiters = self._takeStatusWaiters((constants.STATUS_RES, packet.getArgument(0)))
+        try:
+            job = packet.getJob()
+        except UnknownJobError:
+            if not waiters:
+                raise
+            job = waiters[0].job
+        fields = [packet.getArgument(i) for i in range(1, 5)]
+        protocol.apply_status(job, *fields)
+        for waiter in waiters:
+            if waiter.job is not job:
+                protocol.apply_status(waiter.job, *fields)
+            waiter.answered = True
+            waiter.setComplete()
+        return job
+
+    def handleStatusResUnique(self, packet: Packet) -> Any:
+        waiters = self._takeStatusWaiters((constants.STATUS_RES_UNIQUE, packet.getArgument(0)))
+        fields = [packet.getArgument(i) for i in range(1, 5)]
+        for waiter in waiters:
+            protocol.apply_status(waiter.job, *fields)
+            waiter.answered = True
+            waiter.setComplete()
+        return waiters[0].job if waiters else None
+
+    def handleOptionRes(self, packet: Packet) -> Any:
+        conn = packet.connection
+        assert conn is not None
+        option = bytes(packet.data)
+        conn.handleOptionRes(option)
+        task = _pop_task(conn, OptionReqTask)
+        if task is None:
+            self.log.warning("OPTION_RES %r from %s with no request pending", option, conn)
+            return packet
+        if isinstance(task, _OptionTask):
+            task.accepted = task.option == option
+        task.setComplete()
+        return packet
+
+    def handleError(self, packet: Packet) -> Any:
+        conn = packet.connection
+        if conn is not None and conn.pending_tasks:
+            head = conn.pending_tasks[0]
+            if isinstance(head, _OptionTask):
+                head.accepted = False
+        return super().handleError(packet)
+
+
+def _text(value: bytes | None) -> str:
+    if value is None:
+        return "None"
+    return value.decode("utf8", "replace")
+
+
+Client.__module__ = "gear"

@@ -1,0 +1,110 @@
+"""The client role's protocol logic, free of sockets and threads.
+
+The threaded :class:`gear.Client` and the asyncio client both build their
+SUBMIT packets and apply WORK_* / STATUS_RES payloads to jobs through these
+functions, so both faces update jobs identically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gear import constants
+from gear.codec import join_arguments
+from gear.errors import ConfigurationError
+
+__all__ = [
+    "submit_type",
+    "submit_payload",
+    "apply_work_data",
+    "apply_work_warning",
+    "apply_work_status",
+    "apply_work_complete",
+    "apply_work_fail",
+    "apply_work_exception",
+    "apply_status",
+    "fraction",
+    "split_handle",
+]
+
+_SUBMIT_TYPES: dict[tuple[bool, int], int] = {
+    (False, constants.PRECEDENCE_NORMAL): constants.SUBMIT_JOB,
+    (False, constants.PRECEDENCE_LOW): constants.SUBMIT_JOB_LOW,
+    (False, constants.PRECEDENCE_HIGH): constants.SUBMIT_JOB_HIGH,
+    (True, constants.PRECEDENCE_NORMAL): constants.SUBMIT_JOB_BG,
+    (True, constants.PRECEDENCE_LOW): constants.SUBMIT_JOB_LOW_BG,
+    (True, constants.PRECEDENCE_HIGH): constants.SUBMIT_JOB_HIGH_BG,
+}
+
+
+def submit_type(background: bool, precedence: int) -> int:
+    """Return the SUBMIT_JOB* packet type for a background flag and precedence."""
+    try:
+        return _SUBMIT_TYPES[(bool(background), precedence)]
+    except (KeyError, TypeError):
+        raise ConfigurationError("Invalid precedence value") from None
+
+
+def submit_payload(job: Any) -> bytes:
+    """Return ``name \\0 unique \\0 arguments``; a None unique goes out empty."""
+    unique = job.binary_unique
+    return join_arguments(job.binary_name, unique or b"", job.binary_arguments)
+
+
+def split_handle(data: bytes | bytearray) -> tuple[bytes, bytes]:
+    """Split a WORK_* payload into the handle and the rest."""
+    handle, _, rest = bytes(data).partition(b"\x00")
+    return handle, rest
+
+
+def fraction(numerator: bytes, denominator: bytes) -> float | None:
+    try:
+        return float(numerator) / float(denominator)
+    except Exception:
+        return None
+
+
+def apply_work_data(job: Any, data: bytes) -> None:
+    if data:
+        job.data.append(data)
+
+
+def apply_work_warning(job: Any, data: bytes) -> None:
+    if data:
+        job.data.append(data)
+    job.warning = True
+
+
+def apply_work_status(job: Any, numerator: bytes, denominator: bytes) -> None:
+    job.numerator = numerator
+    job.denominator = denominator
+    job.fraction_complete = fraction(numerator, denominator)
+
+
+def apply_work_complete(job: Any, data: bytes) -> None:
+    if data:
+        job.data.append(data)
+    job.complete = True
+    job.failure = False
+
+
+def apply_work_fail(job: Any) -> None:
+    job.complete = True
+    job.failure = True
+
+
+def apply_work_exception(job: Any, data: bytes) -> None:
+    job.exception = data
+    job.complete = True
+    job.failure = True
+
+
+def apply_status(
+    job: Any, known: bytes, running: bytes, numerator: bytes, denominator: bytes
+) -> None:
+    """Apply a STATUS_RES (or STATUS_RES_UNIQUE) reply to ``job``."""
+    job.known = known == b"1"
+    job.running = running == b"1"
+    job.numerator = numerator
+    job.denominator = denominator
+    job.fraction_complete = fraction(numerator, denominator)

@@ -1,0 +1,99 @@
+"""The worker role's protocol logic, free of sockets and threads.
+
+The grab state machine of gear 0.16 (gear-api.md §f.6), one state per server
+connection. Each transition returns the new state and the packet type to
+send (or None); the threaded :class:`gear.Worker` and the asyncio worker
+both drive it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gear import constants
+from gear.errors import RemoteProtocolError
+
+__all__ = [
+    "INIT",
+    "IDLE",
+    "GRAB_WAIT",
+    "SLEEP",
+    "Transition",
+    "on_demand",
+    "on_no_job",
+    "on_noop",
+    "on_assign",
+    "parse_assignment",
+    "can_do_packet",
+    "work_payload",
+]
+
+INIT = "INIT"
+IDLE = "IDLE"
+GRAB_WAIT = "GRAB_WAIT"
+SLEEP = "SLEEP"
+
+Transition = tuple[str, int | None]
+
+
+def on_demand(state: str, wanted: int) -> Transition:
+    """Re-evaluate a connection when the number of wanted jobs may have changed.
+
+    An IDLE connection asks for work when someone wants a job; when nobody
+    does, any other state settles back to IDLE (except INIT, not yet greeted).
+    """
+    if wanted > 0:
+        if state == IDLE:
+            return GRAB_WAIT, constants.GRAB_JOB_UNIQ
+        return state, None
+    if state in (GRAB_WAIT, SLEEP):
+        return IDLE, None
+    return state, None
+
+
+def on_no_job(state: str) -> Transition:
+    if state == GRAB_WAIT:
+        return SLEEP, constants.PRE_SLEEP
+    return state, None
+
+
+def on_noop(state: str, wanted: int) -> Transition:
+    if state == SLEEP:
+        if wanted > 0:
+            return GRAB_WAIT, constants.GRAB_JOB_UNIQ
+        return IDLE, None
+    return state, None
+
+
+def on_assign(state: str) -> Transition:
+    return IDLE, None
+
+
+def parse_assignment(ptype: int, data: bytes) -> tuple[bytes, bytes, bytes | None, bytes]:
+    """Return ``(handle, name, unique or None, arguments)`` of a JOB_ASSIGN*."""
+    if ptype == constants.JOB_ASSIGN_UNIQ:
+        parts = data.split(b"\x00", 3)
+        if len(parts) != 4:
+            raise RemoteProtocolError("JOB_ASSIGN_UNIQ needs 4 arguments")
+        handle, name, unique, arguments = parts
+        return handle, name, unique or None, arguments
+    parts = data.split(b"\x00", 2)
+    if len(parts) != 3:
+        raise RemoteProtocolError("JOB_ASSIGN needs 3 arguments")
+    handle, name, arguments = parts
+    return handle, name, None, arguments
+
+
+def can_do_packet(name: bytes, timeout: Any) -> tuple[int, bytes]:
+    """Return the CAN_DO or CAN_DO_TIMEOUT type and payload for a function."""
+    if timeout:
+        if isinstance(timeout, (bytes, bytearray)):
+            raw = bytes(timeout)
+        else:
+            raw = str(timeout).encode("ascii")
+        return constants.CAN_DO_TIMEOUT, name + b"\x00" + raw
+    return constants.CAN_DO, name
+
+
+def work_payload(handle: bytes, data: bytes | bytearray) -> bytes:
+    return handle + b"\x00" + bytes(data)
