@@ -208,8 +208,8 @@ def test_main_prints_how_to_use_them(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = GeardCommand().parse_arguments(shlex.split(geard_line)[1:])
     assert (args.ssl_ca, args.ssl_cert, args.ssl_key) == (
         str(folder / "ca.pem"),
-        str(folder / "gearman.example.pem"),
-        str(folder / "gearman.example.key"),
+        str(folder / "server.pem"),
+        str(folder / "server.key"),
     )
     assert int(args.port) == 4731
     assert (
@@ -218,6 +218,7 @@ def test_main_prints_how_to_use_them(tmp_path: Path, capsys: pytest.CaptureFixtu
     ) in out
     assert "[ci]" in out
     assert cn(load(folder / "ci.pem")) == "ci"
+    assert cn(load(folder / "server.pem")) == "gearman.example"
 
 
 def test_relative_folder_prints_absolute_paths(
@@ -257,9 +258,9 @@ def test_refuses_to_overwrite_without_force(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--client-cn", "ca"], "would be written to the same files as the CA"),
+        (["--client-cn", "ca"], "would use the same files as the CA"),
         (["--client-cn", "a b", "--client-cn", "a_b"], "same files as 'a b'"),
-        (["--server-cn", "x", "--client-cn", "x"], "same files as 'x'"),
+        (["--client-cn", "server"], "same files as the server"),
         (["--client-cn", ""], "must not be empty"),
         (["--client-cn", "..."], "no usable file name"),
         (["--days", "0"], "--days must be at least 1"),

@@ -182,22 +182,21 @@ class _Writer:
 
 
 def _plan(server_cn: str, client_cns: Sequence[str]) -> list[tuple[str, str]]:
-    """Return (common name, file stem) for the server and each client; ca comes first."""
-    plan = [("", "ca"), (server_cn, _file_stem(server_cn))]
+    """Return (common name, file stem): the CA, the server, then one per client CN."""
+    plan = [("", "ca"), (server_cn, "server")]
     plan += [(cn, _file_stem(cn)) for cn in client_cns]
     seen: dict[str, str] = {}
-    for cn, stem in plan:
-        if cn == "" and stem != "ca":
+    for index, (cn, stem) in enumerate(plan):
+        if index > 0 and not cn:
             raise CertsError("a Common Name must not be empty")
         if not stem:
             raise CertsError("no usable file name for the Common Name %r" % cn)
         if stem in seen:
-            what = "the CA" if stem == "ca" else "%r" % seen[stem]
             raise CertsError(
-                "the Common Name %r would be written to the same files as %s (%s.key, %s.pem)"
-                % (cn, what, stem, stem)
+                "the client Common Name %r would use the same files as %s (%s.key, %s.pem)"
+                % (cn, seen[stem], stem, stem)
             )
-        seen[stem] = cn
+        seen[stem] = "the CA" if index == 0 else "the server" if index == 1 else repr(cn)
     return plan
 
 
@@ -212,7 +211,8 @@ def generate(
 ) -> tuple[Issued, Issued, list[Issued]]:
     """Write the CA, server and client keys and certificates; return (ca, server, clients).
 
-    Files are ``ca.key``/``ca.pem`` and ``<CN>.key``/``<CN>.pem``. Nothing is
+    Files are ``ca.key``/``ca.pem``, ``server.key``/``server.pem`` and
+    ``<client CN>.key``/``<client CN>.pem``. Nothing is
     written if any of them exists, unless ``force``. Keys are EC P-256,
     readable by the owner only. :class:`CertsError` explains a refusal;
     ImportError means ``cryptography`` is missing.
