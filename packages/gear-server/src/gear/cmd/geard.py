@@ -4,7 +4,8 @@ Flags are gear 0.16's (gear-api.md §d.1) plus the server limits. Foreground
 mode (``-d``) logs at INFO to stderr unless ``--log-config`` is given; daemon
 mode double-forks, writes and locks the pidfile and logs to
 ``/var/log/geard/geard.log``. SIGTERM and SIGINT shut the server down
-cleanly (listener closed, connections closed, pidfile removed).
+gracefully (listener closed, running jobs given ``--shutdown-timeout``
+seconds, queue file flushed, pidfile removed); a second signal stops at once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Server:
         self.args: argparse.Namespace = argparse.Namespace()
         self.server: Any = None
         self._pidfile_fd: int | None = None
+        self._signalled = False
 
     def parse_arguments(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser = argparse.ArgumentParser(
@@ -124,6 +126,20 @@ class Server:
             default=None,
             help="requeues of a job whose worker disconnected before it fails (default: no limit)",
         )
+        parser.add_argument(
+            "--queue-file",
+            dest="queue_file",
+            metavar="PATH",
+            default=None,
+            help="keep background jobs in this SQLite file so they survive a crash or restart",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            dest="shutdown_timeout",
+            type=float,
+            default=None,
+            help="seconds SIGTERM or 'shutdown graceful' waits for running jobs (default: 30)",
+        )
         parser.add_argument("--version", dest="version", action="store_true", help="show version")
         self.args = parser.parse_args(argv)
         return self.args
@@ -145,7 +161,14 @@ class Server:
 
     def _server_options(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
-        for name in ("max_packet_size", "max_connections", "max_output_buffer", "job_retries"):
+        for name in (
+            "max_packet_size",
+            "max_connections",
+            "max_output_buffer",
+            "job_retries",
+            "queue_file",
+            "shutdown_timeout",
+        ):
             value = getattr(self.args, name)
             if value is not None:
                 extra[name] = value
@@ -180,9 +203,16 @@ class Server:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        logging.getLogger("gear.geard").info("Received %s, shutting down", name)
-        if self.server is not None:
+        log = logging.getLogger("gear.geard")
+        if self.server is None:
+            return
+        if self._signalled:
+            log.info("Received %s again, stopping now", name)
             self.server.shutdown()
+            return
+        self._signalled = True
+        log.info("Received %s, shutting down gracefully", name)
+        self.server.shutdown(graceful=True)
 
     def serve(self) -> None:
         """Start the server and block until a signal or ``shutdown`` stops it."""

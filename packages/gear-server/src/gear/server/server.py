@@ -49,6 +49,8 @@ DEFAULT_MAX_OUTPUT_BUFFER = 64 * 1024 * 1024
 DEFAULT_PARTIAL_TIMEOUT = 120.0
 """Seconds a connection may hold an unfinished packet or line (slowloris)."""
 DEFAULT_BACKLOG = 8192
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+"""Seconds a graceful shutdown waits for running jobs before stopping anyway."""
 _WRITE_HIGH_WATER = 1024 * 1024
 
 _T = TypeVar("_T")
@@ -273,6 +275,10 @@ class Server:
     admin line may sit in a buffer), ``backlog``, ``job_retries`` (how many
     times a job whose worker disconnected is requeued before it is failed;
     None is unlimited) and ``queue_store`` (see :mod:`gear.server.store`).
+    ``queue_file`` is a shortcut for ``queue_store=SQLiteQueueStore(path)``:
+    background jobs then survive a crash or restart (a bad file raises
+    :class:`~gear.server.store.QueueStoreError`). ``shutdown_timeout`` is how
+    long a graceful shutdown waits for running jobs.
     Call :meth:`shutdown` to stop.
     """
 
@@ -301,6 +307,8 @@ class Server:
         backlog: int = DEFAULT_BACKLOG,
         job_retries: int | None = None,
         queue_store: QueueStore | None = None,
+        queue_file: str | os.PathLike[str] | None = None,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
         self.server_id = server_id
         name = "gear.Server" + (".%s" % server_id if server_id else "")
@@ -326,6 +334,8 @@ class Server:
         self.backlog = backlog
         self.job_retries = job_retries
         self.queue_store = queue_store
+        self.shutdown_timeout = shutdown_timeout
+        self._store_dirty = False
 
         self.jobs: dict[bytes, ServerJob] = {}
         self.functions: set[bytes] = set()
@@ -359,6 +369,18 @@ class Server:
         self.socket = self._bind()
         self.port = self.socket.getsockname()[1]
         self._dispatch = self._build_dispatch()
+
+        if queue_file is not None:
+            if queue_store is not None:
+                self.socket.close()
+                raise ValueError("give queue_file or queue_store, not both")
+            from gear.server.sqlite_store import SQLiteQueueStore
+
+            try:
+                self.queue_store = SQLiteQueueStore(queue_file)
+            except BaseException:
+                self.socket.close()
+                raise
 
         self.loop = _new_event_loop()
         self._aserver: asyncio.AbstractServer | None = None
@@ -438,6 +460,8 @@ class Server:
         except BaseException as e:
             self._startup_error = e
             self.socket.close()
+            if self.queue_store is not None:
+                self.queue_store.close()
             loop.close()
             self._stopped.set()
             self._ready.set()
@@ -478,13 +502,26 @@ class Server:
             return
         loop.default_exception_handler(context)
 
-    def shutdown(self) -> None:
+    def shutdown(self, graceful: bool = False) -> None:
         """Stop serving: close the listener and every connection, then the loop.
 
         Safe to call twice and from any thread, including from the server's
-        own loop (e.g. the ``shutdown`` admin command).
+        own loop (e.g. the ``shutdown`` admin command). With ``graceful``
+        (SIGTERM, ``shutdown graceful``) it returns at once: new connections
+        and jobs are refused, running jobs get ``shutdown_timeout`` seconds
+        to finish, then the store is flushed and the server stops; use
+        :meth:`wait`.
         """
         if self._stopped.is_set():
+            return
+        if graceful:
+            if threading.current_thread() is self._thread:
+                self._begin_graceful()
+            else:
+                try:
+                    self.loop.call_soon_threadsafe(self._begin_graceful)
+                except RuntimeError:
+                    pass
             return
         if threading.current_thread() is self._thread:
             self._stop()
@@ -502,6 +539,37 @@ class Server:
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
+
+    def _begin_graceful(self) -> None:
+        if self._graceful or self._stopping:
+            return
+        self._graceful = True
+        if self._aserver is not None:
+            self._aserver.close()
+        self.log.info(
+            "Graceful shutdown: refusing new connections and jobs; waiting up to %gs for %d"
+            " running jobs",
+            self.shutdown_timeout,
+            self.running_jobs,
+        )
+        self.loop.call_later(self.shutdown_timeout, self._graceful_deadline)
+        self._check_graceful()
+
+    def _check_graceful(self) -> None:
+        if self._graceful and not self.running_jobs and not self._stopping:
+            self.log.info("Graceful shutdown: no job is running")
+            self._stop()
+
+    def _graceful_deadline(self) -> None:
+        if self._stopping:
+            return
+        self.log.warning(
+            "Graceful shutdown: %d jobs still running after %gs; stopping anyway%s",
+            self.running_jobs,
+            self.shutdown_timeout,
+            " (background jobs stay in the queue file)" if self.queue_store is not None else "",
+        )
+        self._stop()
 
     def _stop(self) -> None:
         if self._stopping:
@@ -687,11 +755,21 @@ class Server:
             self._forget(job)
             return
         if self.job_retries is not None and job.retries >= self.job_retries:
-            self.log.info("Job %r failed: its worker disconnected too often", job.handle)
+            self.log.warning(
+                "Job %r (%r) failed: its worker disconnected %d times",
+                job.handle,
+                job._name,
+                job.retries + 1,
+            )
             self._fail(job)
+            self._check_graceful()
             return
         job.retries += 1
+        if job.background and self.queue_store is not None:
+            self.queue_store.retried(job.handle, job.retries)
+            self._store_changed()
         self._enqueue(job, head=True)
+        self._check_graceful()
 
     def _send(self, conn: GeardConnection, data: bytes) -> None:
         if conn.closed:
@@ -703,9 +781,40 @@ class Server:
                 self.loop.call_soon(self._flush)
         conn.out.append(data)
 
+    def _store_changed(self) -> None:
+        """Make sure the store is committed this loop turn, reply or not."""
+        self._store_dirty = True
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _commit_store(self) -> bool:
+        """Commit the store's batch before any reply of this turn is written.
+
+        False if it failed: the caller must then not send those replies, so
+        no client is told JOB_CREATED for a job that is not durable.
+        """
+        self._store_dirty = False
+        if self.queue_store is None:
+            return True
+        try:
+            self.queue_store.flush()
+        except Exception:
+            self._store_dirty = True
+            self.log.exception("Queue store write failed: dropping this turn's replies")
+            return False
+        return True
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
+        if self._store_dirty and not self._commit_store():
+            for conn in dirty:
+                conn.out.clear()
+                conn.closed = True
+                if conn.transport is not None:
+                    conn.transport.abort()
+            return
         limit = self.max_output_buffer
         for conn in dirty:
             out = conn.out
@@ -729,7 +838,8 @@ class Server:
         if conn.closed or conn.transport is None:
             return
         if conn.out:
-            conn.transport.write(b"".join(conn.out))
+            if not self._store_dirty or self._commit_store():
+                conn.transport.write(b"".join(conn.out))
             conn.out.clear()
         conn.closed = True
         conn.transport.close()
@@ -839,6 +949,8 @@ class Server:
         self._send(conn, _NOOP)
 
     def _take(self, conn: GeardConnection) -> ServerJob | None:
+        if self._graceful:
+            return None  # shutting down: running jobs finish, queued ones wait
         abilities = conn.abilities.values()
         for priority in (0, 1, 2):
             for fq in abilities:
@@ -914,9 +1026,9 @@ class Server:
             del fq.uniques[unique]
         if job.background and self.queue_store is not None:
             self.queue_store.remove(handle)
-        if self._graceful and not self.jobs:
-            self.log.info("Graceful shutdown: every job is done")
-            self._stop()
+            self._store_changed()
+        if self._graceful:
+            self._check_graceful()
 
     def _remove_waiting(self, job: ServerJob) -> bool:
         """Take a queued or scheduled job out (cancel); False if it is running."""
@@ -947,6 +1059,9 @@ class Server:
             self.log.info("ACL denied %s invoking %r", conn.ssl_subject, name)
             self.sendError(conn, b"0", b"Permission denied by ACL: invoke " + name)
             return
+        if self._graceful:
+            self.sendError(conn, b"SHUTTING_DOWN", b"Server is shutting down")
+            return
         fq = self._function(name)
         if unique:
             existing = fq.uniques.get(unique)
@@ -974,6 +1089,7 @@ class Server:
             self.queue_store.add(
                 StoredJob(handle, name, job._unique, arguments, job.precedence, when)
             )
+            self._store_changed()
         self._start_job(job, when)
 
     def _start_job(self, job: ServerJob, when: float | None) -> None:
@@ -1011,11 +1127,16 @@ class Server:
     def _restore(self, store: QueueStore) -> None:
         count = 0
         for stored in store.load():
+            # New handles must not reuse a restored one's number.
+            tail = stored.handle.rpartition(b":")[2]
+            if tail.isdigit() and int(tail) > self.max_handle:
+                self.max_handle = int(tail)
             if stored.handle in self.jobs:
                 continue
             fq = self._function(stored.name)
             job = ServerJob(stored.handle, stored.name, stored.arguments, None, stored.unique)
             job.priority = PRIORITY_INDEX.get(stored.precedence, 1)
+            job.retries = stored.attempts
             job.function = fq
             self.jobs[stored.handle] = job
             if job._unique:
@@ -1138,7 +1259,7 @@ class Server:
 
     def _on_pre_sleep(self, conn: GeardConnection, data: bytes) -> None:
         for fq in conn.abilities.values():
-            if fq.counts[0] or fq.counts[1] or fq.counts[2]:
+            if (fq.counts[0] or fq.counts[1] or fq.counts[2]) and not self._graceful:
                 conn.state = "AWAKE"
                 self._send(conn, _NOOP)
                 return
@@ -1584,12 +1705,7 @@ class Server:
         self._reply(request, b"OK\n")
         self._flush()
         if graceful:
-            self.log.info("Graceful shutdown requested: no new connections")
-            self._graceful = True
-            if self._aserver is not None:
-                self._aserver.close()
-            if not self.jobs:
-                self._stop()
+            self._begin_graceful()
         else:
             self.log.info("Shutdown requested by admin command")
             self._stop()

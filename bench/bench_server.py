@@ -1,0 +1,522 @@
+"""Benchmark geard against the C gearmand and gear 0.16.0's geard.
+
+Run on demand (never by the test suite)::
+
+    hatch run python bench/bench_server.py [--duration 5] [--servers geard,gearmand,gear016]
+
+Each server is started in turn on 127.0.0.1 and driven by the same raw-socket
+asyncio load generator (gear-core's codec, pipelined writes). gear 0.16.0 is
+installed from PyPI into its own venv under /tmp by this script and run with
+a WARNING log config (its best case; its default ``-d`` logs every packet at
+DEBUG). ``gearmand`` runs with ``-t 0``, its fastest setting on 2 cores.
+
+Scenarios: foreground jobs/s (many clients and workers, jobs in flight);
+serial round-trip latency (one job in flight); background enqueue jobs/s
+with no workers; background drain jobs/s at two queue lengths; RSS bytes per
+queued 100-byte background job (100k jobs); foreground jobs/s with 5,000
+idle connections open. Server CPU-seconds are read from /proc, because on a
+2-core machine the load generator competes with the server for CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gear import constants as C
+from gear.codec import Decoder, Frame, encode_packet
+
+GEAR016_VENV = Path("/tmp/gear016-bench-venv")
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+GRAB = encode_packet(C.REQ, C.GRAB_JOB_UNIQ)
+PRE_SLEEP = encode_packet(C.REQ, C.PRE_SLEEP)
+
+
+def pkt(ptype: int, data: bytes = b"") -> bytes:
+    return encode_packet(C.REQ, ptype, data)
+
+
+# --------------------------------------------------------------------------
+# servers
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited with %s" % proc.returncode)
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not listen on %d" % port)
+
+
+def ensure_gear016() -> Path:
+    geard = GEAR016_VENV / "bin" / "geard"
+    if not geard.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(GEAR016_VENV)], check=True)
+        subprocess.run(
+            [str(GEAR016_VENV / "bin" / "pip"), "install", "-q", "gear==0.16.0"], check=True
+        )
+    return geard
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    argv: Callable[[int], list[str]]
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            self.argv(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        fields = Path("/proc/%d/stat" % self.proc.pid).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss(self) -> int:
+        assert self.proc is not None
+        return int(Path("/proc/%d/statm" % self.proc.pid).read_text().split()[1]) * PAGE
+
+
+def make_servers(names: list[str], tmp: Path) -> list[ServerProcess]:
+    quiet = tmp / "warning.conf"
+    quiet.write_text(
+        "[loggers]\nkeys=root\n[handlers]\nkeys=err\n[formatters]\nkeys=\n"
+        "[logger_root]\nlevel=WARNING\nhandlers=err\n"
+        "[handler_err]\nclass=StreamHandler\nargs=(sys.stderr,)\n"
+    )
+    servers = []
+    for name in names:
+        if name == "geard":
+            servers.append(
+                ServerProcess(
+                    "geard",
+                    lambda p: [sys.executable, "-m", "gear.cmd.geard", "-d", "-p", str(p),
+                               "--listen-address", HOST, "--log-config", str(quiet)],
+                )
+            )  # fmt: skip
+        elif name == "gearmand":
+            exe = shutil.which("gearmand") or "/usr/sbin/gearmand"
+            servers.append(
+                ServerProcess(
+                    "gearmand -t 0",
+                    lambda p, exe=exe: [exe, "-t", "0", "-p", str(p), "-L", HOST,
+                                        "--log-file", str(tmp / "gearmand.log"),
+                                        "--verbose", "ERROR"],
+                )
+            )  # fmt: skip
+        elif name == "gear016":
+            exe016 = str(ensure_gear016())
+            servers.append(
+                ServerProcess(
+                    "gear 0.16.0",
+                    lambda p, exe=exe016: [exe, "-d", "-p", str(p), "--listen-address", HOST,
+                                           "--log-config", str(quiet)],
+                )
+            )  # fmt: skip
+    return servers
+
+
+# --------------------------------------------------------------------------
+# load generator
+
+
+class Peer(asyncio.Protocol):
+    """A raw Gearman connection; ``on_frame(peer, ptype, data)`` per packet."""
+
+    def __init__(self, on_frame: Callable[[Peer, int, bytes], None] | None = None) -> None:
+        self.decoder = Decoder(max_packet_size=1 << 30)
+        self.on_frame = on_frame
+        self.transport: asyncio.Transport | None = None
+        self.connected = asyncio.get_running_loop().create_future()
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.connected.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.decoder.receive(data):
+            if isinstance(event, Frame) and self.on_frame is not None:
+                self.on_frame(self, event.ptype, event.data)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def connect(port: int, on_frame: Callable[[Peer, int, bytes], None] | None = None) -> Peer:
+    loop = asyncio.get_running_loop()
+    _, peer = await loop.create_connection(lambda: Peer(on_frame), HOST, port)
+    await peer.connected
+    return peer
+
+
+def worker_handler(result: bytes) -> Callable[[Peer, int, bytes], None]:
+    def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
+        if ptype == C.JOB_ASSIGN_UNIQ:
+            handle = data[: data.index(b"\0")]
+            peer.write(pkt(C.WORK_COMPLETE, handle + b"\0" + result) + GRAB)
+        elif ptype == C.NO_JOB:
+            peer.write(PRE_SLEEP)
+        elif ptype == C.NOOP:
+            peer.write(GRAB)
+
+    return on_frame
+
+
+async def start_workers(port: int, count: int, function: bytes) -> list[Peer]:
+    workers = []
+    for _ in range(count):
+        peer = await connect(port, worker_handler(b"ok"))
+        peer.write(pkt(C.CAN_DO, function) + GRAB)
+        workers.append(peer)
+    return workers
+
+
+@dataclass
+class Counter:
+    done: int = 0
+    failed: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+async def foreground(port: int, seconds: float, clients: int = 16, workers: int = 16,
+                     inflight: int = 8) -> float:  # fmt: skip
+    function = b"fg"
+    pool = await start_workers(port, workers, function)
+    counter = Counter()
+    stop = False
+    submit = pkt(C.SUBMIT_JOB, function + b"\0\0" + b"x" * 100)
+
+    def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
+        if ptype in (C.WORK_COMPLETE, C.WORK_FAIL):
+            counter.done += 1
+            if not stop:
+                peer.write(submit)
+
+    peers = [await connect(port, on_frame) for _ in range(clients)]
+    for peer in peers:
+        peer.write(submit * inflight)
+    await asyncio.sleep(min(1.0, seconds / 5))
+    start_count, started = counter.done, time.monotonic()
+    await asyncio.sleep(seconds)
+    rate = (counter.done - start_count) / (time.monotonic() - started)
+    stop = True
+    for peer in peers + pool:
+        peer.close()
+    return rate
+
+
+async def serial_latency(port: int, jobs: int = 2000) -> tuple[float, float]:
+    pool = await start_workers(port, 1, b"lat")
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
+        if ptype == C.WORK_COMPLETE and not waiter.done():
+            waiter.set_result(None)
+
+    client = await connect(port, on_frame)
+    submit = pkt(C.SUBMIT_JOB, b"lat\0\0ping")
+    samples = []
+    for i in range(jobs + 100):
+        waiter = loop.create_future()
+        started = time.perf_counter()
+        client.write(submit)
+        await asyncio.wait_for(waiter, 30)
+        if i >= 100:
+            samples.append(time.perf_counter() - started)
+    client.close()
+    for peer in pool:
+        peer.close()
+    samples.sort()
+    return statistics.median(samples) * 1e6, samples[int(len(samples) * 0.99)] * 1e6
+
+
+async def enqueue(port: int, jobs: int, clients: int = 4, batch: int = 1000,
+                  payload: bytes = b"x" * 100, function: bytes = b"bg") -> float:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    per_client = jobs // clients
+
+    async def one(index: int) -> None:
+        state = {"pending": 0}
+        batch_done: asyncio.Future[None] = loop.create_future()
+
+        def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
+            if ptype == C.JOB_CREATED:
+                state["pending"] -= 1
+                if state["pending"] == 0 and not batch_done.done():
+                    batch_done.set_result(None)
+
+        peer = await connect(port, on_frame)
+        submit = pkt(C.SUBMIT_JOB_BG, function + b"\0\0" + payload)
+        sent = 0
+        while sent < per_client:
+            n = min(batch, per_client - sent)
+            batch_done = loop.create_future()
+            state["pending"] = n
+            peer.write(submit * n)
+            await asyncio.wait_for(batch_done, 120)
+            sent += n
+        peer.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    return per_client * clients / (time.monotonic() - started)
+
+
+async def drain(port: int, jobs: int, workers: int = 8, function: bytes = b"bg") -> float:
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    counter = Counter()
+
+    def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
+        if ptype == C.JOB_ASSIGN_UNIQ:
+            handle = data[: data.index(b"\0")]
+            peer.write(pkt(C.WORK_COMPLETE, handle + b"\0") + GRAB)
+            counter.done += 1
+            if counter.done >= jobs and not finished.done():
+                finished.set_result(None)
+        elif ptype == C.NO_JOB:
+            peer.write(PRE_SLEEP)
+        elif ptype == C.NOOP:
+            peer.write(GRAB)
+
+    started = time.monotonic()
+    peers = []
+    for _ in range(workers):
+        peer = await connect(port, on_frame)
+        peer.write(pkt(C.CAN_DO, function) + GRAB)
+        peers.append(peer)
+    await asyncio.wait_for(finished, 600)
+    rate = jobs / (time.monotonic() - started)
+    for peer in peers:
+        peer.close()
+    return rate
+
+
+async def idle_connections(port: int, count: int) -> tuple[list[Peer], float, int]:
+    started = time.monotonic()
+    peers: list[Peer] = []
+    sem = asyncio.Semaphore(256)
+
+    async def one() -> None:
+        async with sem:
+            try:
+                peers.append(await asyncio.wait_for(connect(port), 30))
+            except (OSError, asyncio.TimeoutError):
+                pass
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    connect_time = time.monotonic() - started
+    answered = 0
+    loop = asyncio.get_running_loop()
+    all_done: asyncio.Future[None] = loop.create_future()
+
+    def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
+        nonlocal answered
+        if ptype == C.STATUS_RES:
+            answered += 1
+            if answered == len(peers) and not all_done.done():
+                all_done.set_result(None)
+
+    probe = pkt(C.GET_STATUS, b"H:none:1")
+    for peer in peers:
+        peer.on_frame = on_frame
+        peer.write(probe)
+    try:
+        await asyncio.wait_for(all_done, 60)
+    except asyncio.TimeoutError:
+        pass
+    return peers, connect_time, answered
+
+
+# --------------------------------------------------------------------------
+# driver
+
+
+@dataclass
+class Result:
+    values: dict[str, float | str] = field(default_factory=dict)
+
+
+async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
+    result = Result()
+    r = result.values
+
+    server.start()
+    try:
+        cpu0 = server.cpu()
+        started = time.monotonic()
+        r["fg jobs/s"] = await foreground(server.port, args.duration)
+        cpu = server.cpu() - cpu0
+        wall = time.monotonic() - started
+        r["fg jobs/server-CPU-s"] = float(r["fg jobs/s"]) * wall / max(cpu, 1e-6)
+        p50, p99 = await serial_latency(server.port, args.latency_jobs)
+        r["serial p50 us"], r["serial p99 us"] = p50, p99
+    finally:
+        server.stop()
+
+    server.start()
+    try:
+        rss0 = server.rss()
+        cpu0 = server.cpu()
+        r["bg enqueue jobs/s"] = await enqueue(server.port, args.queued)
+        r["bg enqueue CPU-s"] = server.cpu() - cpu0
+        r["bytes/queued job"] = (server.rss() - rss0) / args.queued
+        r["bg drain jobs/s (%dk queued)" % (args.queued // 1000)] = await drain(
+            server.port, args.queued
+        )
+        await enqueue(server.port, args.queued // 10)
+        r["bg drain jobs/s (%dk queued)" % (args.queued // 10000)] = await drain(
+            server.port, args.queued // 10
+        )
+    finally:
+        server.stop()
+
+    if args.idle:
+        server.start()
+        try:
+            peers, connect_time, answered = await idle_connections(server.port, args.idle)
+            r["idle: connect s"] = connect_time
+            r["idle: answered"] = "%d/%d" % (answered, args.idle)
+            cpu0, started = server.cpu(), time.monotonic()
+            r["fg jobs/s with idle"] = await foreground(server.port, args.duration)
+            cpu = server.cpu() - cpu0
+            wall = time.monotonic() - started
+            r["fg jobs/server-CPU-s with idle"] = (
+                float(r["fg jobs/s with idle"]) * wall / max(cpu, 1e-6)
+            )
+            for peer in peers:
+                peer.close()
+        finally:
+            server.stop()
+    return result
+
+
+def fmt(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="geard,gearmand,gear016")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
+    parser.add_argument("--latency-jobs", type=int, default=2000)
+    parser.add_argument("--queued", type=int, default=100_000)
+    parser.add_argument("--idle", type=int, default=5000, help="idle connections (0 to skip)")
+    args = parser.parse_args()
+    gc.set_threshold(100_000, 50, 1000)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    names = args.servers.split(",")
+    results: dict[str, Result] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for server in make_servers(names, Path(tmp)):
+            print("benchmarking %s ..." % server.name, file=sys.stderr, flush=True)
+            results[server.name] = asyncio.run(run_server(server, args))
+
+    columns = list(results)
+    rows = list(next(iter(results.values())).values)
+    ours = "geard" if "geard" in results else None
+    others = [c for c in columns if c != ours]
+    header = ["metric", *columns] + (["geard/" + c.split()[0] for c in others] if ours else [])
+    lines = [header]
+    for row in rows:
+        line = [row] + [fmt(results[c].values.get(row, "-")) for c in columns]
+        if ours:
+            for other in others:
+                a, b = results[ours].values.get(row), results[other].values.get(row)
+                ratio = "-"
+                if isinstance(a, float) and isinstance(b, float) and b:
+                    ratio = "%.2fx" % (a / b)
+                line.append(ratio)
+        lines.append(line)
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    out = []
+    for i, line in enumerate(lines):
+        out.append(
+            "| " + " | ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=False)) + " |"
+        )
+        if i == 0:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print("\n".join(out))
+    print(
+        "\n%s, %d CPUs, python %s, uvloop %s; fg: 16 clients x 8 in flight, 16 workers, "
+        "%.0fs; ratios: geard / peer (for latency, bytes and CPU-s lower is better)"
+        % (
+            os.uname().sysname,
+            os.cpu_count() or 0,
+            sys.version.split()[0],
+            "yes" if _has_uvloop() else "no",
+            args.duration,
+        )
+    )
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()

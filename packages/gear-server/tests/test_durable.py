@@ -1,0 +1,321 @@
+"""Durable background jobs in-process: the SQLite store and its wiring.
+
+The crash tests (``kill -9`` of a geard process) live in
+``tests/server/test_durable_restart.py``; these check the store's contract
+and the server's ordering guarantees where they can be observed directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fixtures.geard import Geard, RawGearman
+from gear import constants as C
+from gear.codec import encode_packet
+from gear.server import Server
+from gear.server.sqlite_store import SQLiteQueueStore
+from gear.server.store import QueueStoreError, StoredJob
+
+Factory = Callable[..., Geard]
+
+
+def submit(
+    client: RawGearman, name: bytes, args: bytes, unique: bytes = b"", ptype: int = C.SUBMIT_JOB_BG
+) -> bytes:
+    client.send(ptype, name + b"\0" + unique + b"\0" + args)
+    return client.expect(C.JOB_CREATED)
+
+
+def grab(conn: RawGearman) -> list[bytes]:
+    conn.send(C.GRAB_JOB_UNIQ)
+    reply, data = conn.recv()
+    if reply == C.NO_JOB:
+        return []
+    assert reply == C.JOB_ASSIGN_UNIQ
+    return data.split(b"\0", 3)
+
+
+def sync(conn: RawGearman) -> None:
+    """Round-trip an echo so everything sent before has been handled."""
+    conn.send(C.ECHO_REQ, b"sync")
+    assert conn.expect(C.ECHO_RES) == b"sync"
+
+
+def job(handle: bytes, **kw: object) -> StoredJob:
+    fields: dict[str, object] = dict(
+        name=b"f", unique=None, arguments=b"x", precedence=C.PRECEDENCE_NORMAL
+    )
+    fields.update(kw)
+    return StoredJob(handle, **fields)  # type: ignore[arg-type]
+
+
+# -- the store on its own -------------------------------------------------
+
+
+def test_store_round_trip_keyed_by_handle(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    store = SQLiteQueueStore(path)
+    store.add(job(b"H:1", unique=None, arguments=b"a"))
+    store.add(job(b"H:2", unique=None, arguments=b"b"))  # same function, empty unique
+    store.add(job(b"H:3", unique=b"u", precedence=C.PRECEDENCE_HIGH, when=1e10))
+    store.add(job(b"H:4"))
+    store.remove(b"H:4")  # added and removed in one batch: never written
+    store.flush()
+    store.retried(b"H:1", 2)
+    store.remove(b"H:2")
+    store.close()
+    again = SQLiteQueueStore(path)
+    try:
+        assert list(again.load()) == [
+            job(b"H:1", arguments=b"a", attempts=2),
+            job(b"H:3", unique=b"u", precedence=C.PRECEDENCE_HIGH, when=1e10),
+        ]
+    finally:
+        again.close()
+
+
+def test_store_batches_until_flush(tmp_path: Path) -> None:
+    store = SQLiteQueueStore(tmp_path / "q.db")
+    try:
+        for i in range(100):
+            store.add(job(b"H:%d" % i))
+        assert store.pending
+        changes = store.db.total_changes
+        store.flush()
+        assert not store.pending and store.db.total_changes == changes + 100
+        assert len(store) == 100
+    finally:
+        store.close()
+
+
+def test_second_opener_is_refused(tmp_path: Path) -> None:
+    first = SQLiteQueueStore(tmp_path / "q.db")
+    try:
+        with pytest.raises(QueueStoreError, match="locked"):
+            SQLiteQueueStore(tmp_path / "q.db", lock_timeout=0.1)
+    finally:
+        first.close()
+    SQLiteQueueStore(tmp_path / "q.db").close()
+
+
+@pytest.mark.parametrize(
+    "kind", ["garbage", "other-sqlite", "directory", "missing-dir", "truncated"]
+)
+def test_unusable_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "q.db"
+    if kind == "garbage":
+        path.write_bytes(b"this is not a database\n" * 200)
+    elif kind == "other-sqlite":
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE gearman_queue (unique_key TEXT)")
+        db.close()
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "missing-dir":
+        path = tmp_path / "nope" / "q.db"
+    else:
+        store = SQLiteQueueStore(path)
+        for i in range(2000):
+            store.add(job(b"H:%d" % i, arguments=b"x" * 200))
+        store.close()
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(QueueStoreError, match="queue file"):
+        SQLiteQueueStore(path).load()
+
+
+def test_server_refuses_to_start_on_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    path.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(QueueStoreError):
+        Server(0, host="127.0.0.1", queue_file=str(path))
+    with pytest.raises(ValueError):
+        Server(
+            0, host="127.0.0.1", queue_file=str(path), queue_store=SQLiteQueueStore(tmp_path / "b")
+        )
+
+
+# -- the server with a queue file ------------------------------------------
+
+
+def test_restart_restores_every_field_and_coalescing(
+    geard_factory: Factory, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "q.db")
+    first = geard_factory(queue_file=path)
+    later = int(time.time()) + 3600
+    with RawGearman(first.port) as c:
+        h_plain1 = submit(c, b"f", b"p1")
+        h_plain2 = submit(c, b"f", b"p2")  # same empty unique: a separate job
+        h_high = submit(c, b"f", b"hi", b"", C.SUBMIT_JOB_HIGH_BG)
+        h_low = submit(c, b"f", b"lo", b"", C.SUBMIT_JOB_LOW_BG)
+        h_uniq = submit(c, b"f", b"u", b"key")
+        assert submit(c, b"f", b"dup", b"key") == h_uniq
+        c.send(C.SUBMIT_JOB_EPOCH, b"g\0ek\0%d\0later" % later)
+        h_epoch = c.expect(C.JOB_CREATED)
+        c.send(C.SUBMIT_JOB, b"f\0\0foreground")  # never stored
+        h_fg = c.expect(C.JOB_CREATED)
+    first.stop()
+    second = geard_factory(queue_file=path)
+    jobs = second.server.jobs
+    assert set(jobs) == {h_plain1, h_plain2, h_high, h_low, h_uniq, h_epoch}
+    assert h_fg not in jobs
+    assert jobs[h_epoch].when == later and jobs[h_epoch]._unique == b"ek"
+    with RawGearman(second.port) as c, RawGearman(second.port) as w:
+        assert submit(c, b"f", b"again", b"key") == h_uniq  # coalescing survived
+        fresh = submit(c, b"f", b"new")
+        assert fresh not in {h_plain1, h_plain2, h_high, h_low, h_uniq, h_epoch}
+        w.send(C.CAN_DO, b"f")
+        order = [grab(w) for _ in range(6)]
+        assert [j[0] for j in order] == [h_high, h_plain1, h_plain2, h_uniq, fresh, h_low]
+        assert order[3][2:] == [b"key", b"u"] and order[1][3] == b"p1"
+        for j in order:
+            w.send(C.WORK_COMPLETE, j[0] + b"\0")
+        sync(w)
+    assert set(second.server.jobs) == {h_epoch}
+    second.stop()
+    store = SQLiteQueueStore(path)
+    try:
+        assert [j.handle for j in store.load()] == [h_epoch]
+    finally:
+        store.close()
+
+
+class RecordingStore(SQLiteQueueStore):
+    """Remembers what each flush committed, to check it precedes JOB_CREATED."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.committed: set[bytes] = set()
+        self.transactions = 0
+
+    def flush(self) -> None:
+        batch = set(self._adds)
+        super().flush()
+        if batch:
+            self.transactions += 1
+            self.committed |= batch
+
+
+def test_job_created_only_after_commit_and_batched(geard_factory: Factory, tmp_path: Path) -> None:
+    store = RecordingStore(tmp_path / "q.db")
+    geard = geard_factory(queue_store=store)
+    n = 500
+    burst = b"".join(encode_packet(C.REQ, C.SUBMIT_JOB_BG, b"b\0\0%d" % i) for i in range(n))
+    with RawGearman(geard.port) as c:
+        c.send_raw(burst)
+        for _ in range(n):
+            handle = c.expect(C.JOB_CREATED)
+            assert handle in store.committed
+    assert store.transactions < n / 5, "writes were not batched per loop turn"
+
+
+class FailingStore(SQLiteQueueStore):
+    fail = False
+
+    def flush(self) -> None:
+        if self.fail and self._adds:
+            raise QueueStoreError("disk full")
+        super().flush()
+
+
+def test_failed_commit_sends_no_job_created(geard_factory: Factory, tmp_path: Path) -> None:
+    store = FailingStore(tmp_path / "q.db")
+    geard = geard_factory(queue_store=store)
+    with RawGearman(geard.port) as c:
+        submit(c, b"f", b"ok")
+        store.fail = True
+        c.send(C.SUBMIT_JOB_BG, b"f\0\0lost")
+        assert c.closed_by_server()
+    store.fail = False
+    with RawGearman(geard.port) as c:
+        submit(c, b"f", b"ok again")
+
+
+def test_attempts_survive_restart_and_limit_fails_the_job(
+    geard_factory: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "q.db")
+    first = geard_factory(queue_file=path, job_retries=1)
+    with RawGearman(first.port) as c:
+        h = submit(c, b"p", b"poison")
+        keep = submit(c, b"k", b"keep")
+    w = RawGearman(first.port)
+    w.send(C.CAN_DO, b"p")
+    assert grab(w)[0] == h
+    w.close()  # first attempt lost: requeued, attempts=1 stored
+    with RawGearman(first.port) as probe:
+        deadline = time.monotonic() + 5
+        while first.server.jobs[h].retries != 1:
+            assert time.monotonic() < deadline
+            sync(probe)
+    first.stop()
+    second = geard_factory(queue_file=path, job_retries=1)
+    assert second.server.jobs[h].retries == 1
+    caplog.set_level(logging.WARNING, logger="gear.Server")
+    w = RawGearman(second.port)
+    w.send(C.CAN_DO, b"p")
+    assert grab(w)[0] == h
+    w.close()  # second attempt lost: over the limit, failed
+    with RawGearman(second.port) as probe:
+        deadline = time.monotonic() + 5
+        while h in second.server.jobs:
+            assert time.monotonic() < deadline
+            sync(probe)
+    assert any(h.decode() in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+    second.stop()
+    store = SQLiteQueueStore(path)
+    try:
+        assert [j.handle for j in store.load()] == [keep]
+    finally:
+        store.close()
+
+
+def test_graceful_shutdown_finishes_running_keeps_queued(
+    geard_factory: Factory, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "q.db")
+    geard = geard_factory(queue_file=path)
+    with RawGearman(geard.port) as c, RawGearman(geard.port) as w:
+        running = submit(c, b"s", b"1")
+        queued = submit(c, b"s", b"2")
+        w.send(C.CAN_DO, b"s")
+        assert grab(w)[0] == running
+        assert c.admin("shutdown graceful") == b"OK\n"
+        c.send(C.SUBMIT_JOB_BG, b"s\0\0late")
+        assert c.expect(C.ERROR).startswith(b"SHUTTING_DOWN\0")
+        assert grab(w) == []  # no new work while draining
+        assert not geard.server.wait(0.2)
+        w.send(C.WORK_COMPLETE, running + b"\0")
+        assert geard.server.wait(10)
+    store = SQLiteQueueStore(path)
+    try:
+        assert [j.handle for j in store.load()] == [queued]
+    finally:
+        store.close()
+
+
+def test_graceful_shutdown_deadline_keeps_running_job(
+    geard_factory: Factory, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "q.db")
+    geard = geard_factory(queue_file=path, shutdown_timeout=0.3)
+    with RawGearman(geard.port) as c, RawGearman(geard.port) as w:
+        stuck = submit(c, b"s", b"1")
+        w.send(C.CAN_DO, b"s")
+        assert grab(w)[0] == stuck
+        started = time.monotonic()
+        geard.server.shutdown(graceful=True)
+        assert geard.server.wait(10)
+        assert 0.2 < time.monotonic() - started < 5
+    store = SQLiteQueueStore(path)
+    try:
+        assert [j.handle for j in store.load()] == [stuck]
+    finally:
+        store.close()
