@@ -404,8 +404,8 @@ def test_unregister_and_set_functions(server: Any, harness: Any) -> None:
 
     deadline = time.monotonic() + T
     while time.monotonic() < deadline:
-        line = [x for x in functions_listed().split(b"\n") if b"test-worker" in x][0]
-        if line.split(b":")[-1].split() == [b"c", b"d"]:
+        line = next(x for x in functions_listed().split(b"\n") if b"test-worker" in x)
+        if sorted(line.split(b":")[-1].split()) == [b"c", b"d"]:
             break
         time.sleep(0.02)
     assert sorted(line.split(b":")[-1].split()) == [b"c", b"d"]

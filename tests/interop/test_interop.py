@@ -1,0 +1,224 @@
+"""Our Client and Worker with foreign peers through the C gearmand.
+
+Peers: the ``gearman`` command-line tool (client and ``-w`` worker) and the
+original gear 0.16.0 from PyPI (its Worker serves our Client, its Client
+submits to our Worker).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import gear
+from fixtures.servers import require_tool
+
+pytestmark = pytest.mark.interop
+
+T = 20
+
+
+@pytest.fixture
+def client(gearmand: Any) -> Iterator[Any]:
+    c = gear.Client("interop-client")
+    c.reconnect_delay = 0.05
+    c.addServer(gearmand.host, gearmand.port)
+    c.waitForServer(T)
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture
+def worker(gearmand: Any) -> Iterator[Any]:
+    w = gear.Worker("interop-worker")
+    w.reconnect_delay = 0.05
+    w.addServer(gearmand.host, gearmand.port)
+    w.waitForServer(T)
+    yield w
+    w.shutdown()
+
+
+def _serve(worker: Any, count: int, handler: Any) -> threading.Thread:
+    def loop() -> None:
+        for _ in range(count):
+            job = worker.getJob(timeout=T)
+            handler(job)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_gearman_cli_client_foreground(gearmand: Any, worker: Any) -> None:
+    worker.registerFunction("rev")
+    thread = _serve(worker, 1, lambda job: job.sendWorkComplete(job.arguments[::-1]))
+    out = subprocess.run(
+        [
+            require_tool("gearman"),
+            "-h",
+            gearmand.host,
+            "-p",
+            str(gearmand.port),
+            "-f",
+            "rev",
+            "hello world",
+        ],
+        capture_output=True,
+        timeout=T,
+    )
+    thread.join(T)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == b"dlrow olleh"
+
+
+def test_gearman_cli_client_background(gearmand: Any, worker: Any) -> None:
+    worker.registerFunction("bg")
+    got: list[Any] = []
+
+    def handler(job: Any) -> None:
+        got.append((job.name, job.arguments, job.unique))
+        job.sendWorkComplete(b"")
+
+    out = subprocess.run(
+        [
+            require_tool("gearman"),
+            "-h",
+            gearmand.host,
+            "-p",
+            str(gearmand.port),
+            "-f",
+            "bg",
+            "-b",
+            "-u",
+            "cli-unique",
+            "payload",
+        ],
+        capture_output=True,
+        timeout=T,
+    )
+    assert out.returncode == 0, out.stderr
+    thread = _serve(worker, 1, handler)
+    thread.join(T)
+    assert got == [("bg", b"payload", b"cli-unique")]
+
+
+def test_gearman_cli_worker_serves_our_client(gearmand: Any, client: Any) -> None:
+    proc = subprocess.Popen(
+        [
+            require_tool("gearman"),
+            "-w",
+            "-h",
+            gearmand.host,
+            "-p",
+            str(gearmand.port),
+            "-f",
+            "upper",
+            "-c",
+            "2",
+            "--",
+            "tr",
+            "a-z",
+            "A-Z",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for text in (b"hello", b"gear"):
+            job = gear.Job("upper", text)
+            client.submitJob(job, timeout=T)
+            assert job.wait(T)
+            assert b"".join(job.data) == text.upper()
+            assert not job.failure
+        assert proc.wait(T) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+GEAR016_WORKER = """
+import sys, gear
+w = gear.Worker('gear016-worker')
+w.addServer('127.0.0.1', int(sys.argv[1]))
+w.registerFunction('rev016')
+w.waitForServer()
+print('ready', flush=True)
+for _ in range(int(sys.argv[2])):
+    job = w.getJob()
+    job.sendWorkData(b'chunk')
+    job.sendWorkStatus(1, 2)
+    if job.arguments == b'fail':
+        job.sendWorkFail()
+    else:
+        job.sendWorkComplete(job.arguments[::-1])
+w.shutdown()
+"""
+
+
+def test_gear016_worker_serves_our_client(gearmand: Any, client: Any, gear016: Any) -> None:
+    proc = gear016.start(GEAR016_WORKER, str(gearmand.port), "4")
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        for arg in (b"abc", b"12345", b"x" * 100000):
+            job = gear.Job("rev016", arg)
+            client.submitJob(job, timeout=T)
+            assert job.wait(T)
+            assert job.data == [b"chunk", arg[::-1]]
+            assert job.fraction_complete == 0.5
+        job = gear.Job("rev016", b"fail")
+        client.submitJob(job, timeout=T)
+        assert job.wait(T) and job.failure
+        assert proc.wait(T) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+GEAR016_CLIENT = """
+import json, sys, time, gear
+c = gear.Client('gear016-client')
+c.addServer('127.0.0.1', int(sys.argv[1]))
+c.waitForServer()
+results = []
+jobs = [gear.Job('ours', arg.encode(), unique=('u-' + arg) if i % 2 else None)
+        for i, arg in enumerate(['one', 'two', 'three'])]
+for job in jobs:
+    c.submitJob(job)
+bg = gear.Job('ours', b'background')
+c.submitJob(bg, background=True)
+deadline = time.time() + 20
+while not all(j.complete for j in jobs) and time.time() < deadline:
+    time.sleep(0.01)
+print(json.dumps([[j.complete, j.failure, [d.decode() for d in j.data]] for j in jobs]))
+c.shutdown()
+"""
+
+
+def test_gear016_client_submits_to_our_worker(gearmand: Any, worker: Any, gear016: Any) -> None:
+    seen: list[Any] = []
+
+    def handler(job: Any) -> None:
+        seen.append((job.arguments, job.unique))
+        job.sendWorkData(b"data-" + job.arguments)
+        job.sendWorkComplete(job.arguments.upper())
+
+    worker.registerFunction("ours")
+    thread = _serve(worker, 4, handler)
+    out = gear016.run(GEAR016_CLIENT, str(gearmand.port), timeout=60)
+    thread.join(T)
+    assert json.loads(out.stdout) == [
+        [True, False, ["data-one", "ONE"]],
+        [True, False, ["data-two", "TWO"]],
+        [True, False, ["data-three", "THREE"]],
+    ]
+    assert sorted(seen) == sorted(
+        [(b"one", None), (b"two", b"u-two"), (b"three", None), (b"background", None)]
+    )
