@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gear.acl import ACL, ACLError, load_acl_file
 
@@ -161,3 +163,48 @@ def test_non_boolean_grant(tmp_path: Path) -> None:
 def test_errors_in_default_section_name_it(tmp_path: Path, text: str, detail: str) -> None:
     with pytest.raises(ACLError, match=r"^ACL file .*acl\.ini, " + detail.replace("[", r"\[")):
         load_acl_file(write(tmp_path, text))
+
+
+subjects = st.text(alphabet="abcXYZ019 _-.@", min_size=1, max_size=12).map(str.strip)
+patterns = st.one_of(
+    st.none(), st.text(alphabet="abc.*+?^$|()[]{}0-9 \\", min_size=1, max_size=10).map(str.strip)
+)
+
+
+@settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entries=st.dictionaries(
+        subjects.filter(lambda s: s and s != "DEFAULT"),
+        st.tuples(patterns, patterns, st.sampled_from([None, True, False])),
+        max_size=5,
+    )
+)
+def test_round_trip(
+    tmp_path: Path, entries: dict[str, tuple[str | None, str | None, bool | None]]
+) -> None:
+    """A file written from entries loads back as the same ACL, or names the bad pattern."""
+    lines: list[str] = []
+    for subject, (register, invoke, grant) in entries.items():
+        lines.append("[%s]" % subject)
+        lines += ["register = %s" % register] if register is not None else []
+        lines += ["invoke = %s" % invoke] if invoke is not None else []
+        lines += ["grant = %s" % grant] if grant is not None else []
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    bad = any(
+        pattern and not _compiles(pattern) for values in entries.values() for pattern in values[:2]
+    )
+    if bad:
+        with pytest.raises(ACLError, match=r"section \[.*\], key '(register|invoke)': Invalid"):
+            load_acl_file(path)
+        return
+    assert table(load_acl_file(path)) == sorted(
+        (subject, *values) for subject, values in entries.items()
+    )
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True

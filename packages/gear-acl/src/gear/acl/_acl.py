@@ -145,7 +145,7 @@ class ACL:
             del self.subjects[subject]
 
     def getEntries(self) -> list[ACLEntry]:
-        """Return a snapshot of the entries, sorted by subject."""
+        """Return the entries sorted by subject, in a new list."""
         with self._lock:
             return [self.subjects[subject] for subject in sorted(self.subjects)]
 
