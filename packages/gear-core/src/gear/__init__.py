@@ -93,6 +93,7 @@ if TYPE_CHECKING:
         BaseClientServer as BaseClientServer,
     )
     from gear.client import (
+        AsyncClient as AsyncClient,
         BinaryJob as BinaryJob,
         Client as Client,
         Job as Job,
@@ -103,6 +104,7 @@ if TYPE_CHECKING:
         ServerJob as ServerJob,
     )
     from gear.worker import (
+        AsyncWorker as AsyncWorker,
         BinaryWorkerJob as BinaryWorkerJob,
         FunctionRecord as FunctionRecord,
         TextWorker as TextWorker,
@@ -119,12 +121,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Job": ("gear.client", "gear-client"),
     "TextJob": ("gear.client", "gear-client"),
     "BinaryJob": ("gear.client", "gear-client"),
+    "AsyncClient": ("gear.client", "gear-client"),
     "Worker": ("gear.worker", "gear-worker"),
     "TextWorker": ("gear.worker", "gear-worker"),
     "WorkerJob": ("gear.worker", "gear-worker"),
     "TextWorkerJob": ("gear.worker", "gear-worker"),
     "BinaryWorkerJob": ("gear.worker", "gear-worker"),
     "FunctionRecord": ("gear.worker", "gear-worker"),
+    "AsyncWorker": ("gear.worker", "gear-worker"),
     "Server": ("gear.server", "gear-server"),
     "ServerJob": ("gear.server", "gear-server"),
     "ACL": ("gear.acl", "gear-acl"),

@@ -1,7 +1,17 @@
-"""gear-client: the threaded :class:`gear.Client` and its jobs."""
+"""gear-client: the threaded :class:`gear.Client`, the asyncio :class:`gear.AsyncClient`."""
 
 from gear.client._version import __version__
+from gear.client.aio import AsyncClient, AsyncJob, WorkUpdate
 from gear.client.client import Client
 from gear.client.job import BinaryJob, Job, TextJob
 
-__all__ = ["__version__", "Client", "Job", "TextJob", "BinaryJob"]
+__all__ = [
+    "__version__",
+    "Client",
+    "Job",
+    "TextJob",
+    "BinaryJob",
+    "AsyncClient",
+    "AsyncJob",
+    "WorkUpdate",
+]

@@ -1,6 +1,7 @@
-"""gear-worker: the threaded :class:`gear.Worker` and its jobs."""
+"""gear-worker: the threaded :class:`gear.Worker`, the asyncio :class:`gear.AsyncWorker`."""
 
 from gear.worker._version import __version__
+from gear.worker.aio import AsyncWorker, AsyncWorkerJob
 from gear.worker.worker import (
     BinaryWorkerJob,
     FunctionRecord,
@@ -18,4 +19,6 @@ __all__ = [
     "TextWorkerJob",
     "BinaryWorkerJob",
     "FunctionRecord",
+    "AsyncWorker",
+    "AsyncWorkerJob",
 ]

@@ -1,0 +1,401 @@
+"""The asyncio worker: :class:`AsyncWorker` and its :class:`AsyncWorkerJob`.
+
+A thin face over the same pieces as the threaded :class:`gear.Worker`:
+gear-core's codec frames the bytes and :mod:`gear.worker.protocol` holds the
+PRE_SLEEP/NOOP/GRAB_JOB_UNIQ state machine, the assignment parser and the
+CAN_DO and WORK_* payloads. "Wanting a job" means a task waiting in
+:meth:`AsyncWorker.get_job` (directly, through :meth:`~AsyncWorker.jobs` or
+through a :meth:`~AsyncWorker.serve` slot), exactly as a thread waiting in
+``getJob`` does for the threaded worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from gear import constants
+from gear._aio import AsyncBase, AsyncConnection
+from gear.codec import Frame, encode_packet
+from gear.errors import (
+    ConfigurationError,
+    GearmanError,
+    InterruptedError,
+    TimeoutError,
+)
+from gear.job import BaseJob
+from gear.util import convert_to_bytes
+from gear.worker import protocol
+from gear.worker.worker import FunctionRecord
+
+__all__ = ["AsyncWorker", "AsyncWorkerJob", "Handler"]
+
+_REQ = constants.REQ
+
+#: A :meth:`AsyncWorker.serve` handler: its return value (bytes, str or
+#: None) becomes the WORK_COMPLETE payload unless it ended the job itself.
+Handler = Callable[["AsyncWorkerJob"], Awaitable[Any]]
+
+
+def _as_bytes(data: bytes | bytearray | str) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf8")
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError("work data must be bytes, bytearray or str, not %s" % type(data).__name__)
+    return bytes(data)
+
+
+def _number(value: int | bytes | str) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return str(value).encode("utf8")
+
+
+class AsyncWorkerJob(BaseJob):
+    """A job assigned to an :class:`AsyncWorker`.
+
+    The reporting methods are plain (not ``async``): each queues one packet
+    on the job's connection, and queued packets are written once per event
+    loop turn, so there is nothing to wait for. They raise
+    :class:`gear.DisconnectError` if that connection is gone (the server then
+    hands the job to another worker). ``ended`` becomes True after
+    :meth:`complete`, :meth:`fail` or :meth:`exception`.
+    """
+
+    def __init__(
+        self,
+        handle: bytes,
+        name: str | bytes,
+        arguments: bytes | bytearray,
+        unique: str | bytes | None,
+        conn: AsyncConnection,
+    ) -> None:
+        super().__init__(name, arguments, unique, handle)
+        self._conn = conn
+        self._handle = handle
+        self.ended = False
+
+    def __repr__(self) -> str:
+        return "<gear.AsyncWorkerJob 0x%x handle: %r name: %s>" % (
+            id(self),
+            self.handle,
+            self.name,
+        )
+
+    def _send(self, ptype: int, data: bytes) -> None:
+        self._conn.send(encode_packet(_REQ, ptype, protocol.work_payload(self._handle, data)))
+
+    def _end(self, ptype: int, data: bytes | None) -> None:
+        if self.ended:
+            raise GearmanError("Job %r has already ended" % (self.handle,))
+        if data is None:
+            self._conn.send(encode_packet(_REQ, ptype, self._handle))
+        else:
+            self._send(ptype, data)
+        self.ended = True
+
+    def send_data(self, data: bytes | bytearray | str = b"") -> None:
+        """Send a WORK_DATA chunk (str is sent as UTF-8)."""
+        self._send(constants.WORK_DATA, _as_bytes(data))
+
+    def send_warning(self, data: bytes | bytearray | str = b"") -> None:
+        """Send a WORK_WARNING chunk."""
+        self._send(constants.WORK_WARNING, _as_bytes(data))
+
+    def send_status(self, numerator: int | bytes | str, denominator: int | bytes | str) -> None:
+        """Send WORK_STATUS: ``numerator`` of ``denominator`` done."""
+        self._send(constants.WORK_STATUS, _number(numerator) + b"\x00" + _number(denominator))
+
+    def complete(self, data: bytes | bytearray | str = b"") -> None:
+        """End the job successfully with WORK_COMPLETE and ``data`` as the result."""
+        self._end(constants.WORK_COMPLETE, _as_bytes(data))
+
+    def fail(self) -> None:
+        """End the job with WORK_FAIL."""
+        self._end(constants.WORK_FAIL, None)
+
+    def exception(self, data: bytes | bytearray | str = b"") -> None:
+        """End the job with WORK_EXCEPTION carrying ``data``.
+
+        Clients that did not set the ``exceptions`` option get a WORK_FAIL
+        from the server instead.
+        """
+        self._end(constants.WORK_EXCEPTION, _as_bytes(data))
+
+
+class AsyncWorker(AsyncBase):
+    """An asyncio Gearman worker::
+
+        async with gear.AsyncWorker("my-worker") as worker:
+            worker.add_server("127.0.0.1")
+
+            async def reverse(job):
+                return job.arguments[::-1]
+
+            await worker.serve({"reverse": reverse}, concurrency=10)
+
+    ``serve`` runs until :meth:`stop`; ``async for job in worker.jobs()`` is
+    the pull-style alternative. Functions are re-registered on every
+    reconnect.
+    """
+
+    _log_prefix = "gear.AsyncWorker"
+    #: Seconds :meth:`stop` lets an outstanding GRAB_JOB_UNIQ take before it
+    #: gives up on (and drops) that server connection.
+    grab_wait_timeout: float = 5.0
+
+    def __init__(
+        self, client_id: str | bytes | None = None, *, worker_id: str | bytes | None = None
+    ) -> None:
+        if not client_id:
+            client_id = worker_id
+        if not client_id:
+            raise ConfigurationError("A client_id must be provided")
+        super().__init__(client_id)
+        self.functions: dict[bytes, FunctionRecord] = {}
+        self._queue: deque[AsyncWorkerJob] = deque()
+        self._waiters: deque[asyncio.Future[AsyncWorkerJob]] = deque()
+        self._stopping = False
+        self._runners: set[asyncio.Task[None]] = set()
+        self._generation = 0
+
+    def __repr__(self) -> str:
+        return "<gear.AsyncWorker 0x%x>" % (id(self),)
+
+    # -- functions --------------------------------------------------------
+
+    def register(self, name: str | bytes, timeout: int | None = None) -> None:
+        """Register ``name`` (CAN_DO, or CAN_DO_TIMEOUT with ``timeout`` seconds).
+
+        Takes effect at once on connected servers and on every later
+        (re)connect.
+        """
+        bname = convert_to_bytes(name)
+        self.functions[bname] = FunctionRecord(bname, timeout)
+        ptype, data = protocol.can_do_packet(bname, timeout)
+        self.broadcast(encode_packet(_REQ, ptype, data))
+        for conn in self.active_connections:
+            if conn.state == protocol.SLEEP:
+                conn.state = protocol.IDLE
+        self._update()
+
+    def unregister(self, name: str | bytes) -> None:
+        """Stop taking jobs for ``name`` (CANT_DO); KeyError if not registered."""
+        bname = convert_to_bytes(name)
+        del self.functions[bname]
+        self.broadcast(encode_packet(_REQ, constants.CANT_DO, bname))
+
+    # -- jobs -------------------------------------------------------------
+
+    async def get_job(self, timeout: float | None = None) -> AsyncWorkerJob:
+        """Wait for a job and return it.
+
+        Raises :class:`gear.InterruptedError` when :meth:`stop` interrupts
+        the wait and :class:`gear.TimeoutError` after ``timeout`` seconds.
+        """
+        self._ensure_started()
+        if self._queue:
+            return self._queue.popleft()
+        if self._stopping:
+            raise InterruptedError("The worker is stopping")
+        waiter: asyncio.Future[AsyncWorkerJob] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._update()
+        taken = False
+        try:
+            if timeout is None:
+                job = await waiter
+            else:
+                try:
+                    job = await asyncio.wait_for(waiter, timeout)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(
+                        "No job was assigned within %s seconds" % (timeout,)
+                    ) from None
+            taken = True
+            return job
+        finally:
+            if not taken:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._queue.appendleft(waiter.result())
+                self._update()
+
+    async def jobs(self) -> AsyncIterator[AsyncWorkerJob]:
+        """Yield assigned jobs one at a time until :meth:`stop` is called."""
+        generation = self._generation
+        while generation == self._generation:
+            try:
+                job = await self.get_job()
+            except InterruptedError:
+                return
+            yield job
+
+    async def serve(self, handlers: Mapping[str | bytes, Handler], concurrency: int = 1) -> None:
+        """Run ``handlers[name](job)`` for assigned jobs, at most ``concurrency`` at once.
+
+        Registers the functions not registered yet. A handler's return value
+        (bytes, str or None) is sent with WORK_COMPLETE unless the handler
+        ended the job itself; an exception it raises is sent as
+        WORK_EXCEPTION. Returns after :meth:`stop`, once every job already
+        taken has finished.
+        """
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        table = {convert_to_bytes(name): handler for name, handler in handlers.items()}
+        for name in table:
+            if name not in self.functions:
+                self.register(name)
+        self._ensure_started()
+        loop = asyncio.get_running_loop()
+        runners = [loop.create_task(self._runner(table)) for _ in range(concurrency)]
+        self._runners.update(runners)
+        try:
+            await asyncio.gather(*runners)
+        finally:
+            for task in runners:
+                task.cancel()
+            self._runners.difference_update(runners)
+
+    async def _runner(self, table: dict[bytes, Handler]) -> None:
+        while True:
+            try:
+                job = await self.get_job()
+            except InterruptedError:
+                while self._queue:
+                    await self._run(table, self._queue.popleft())
+                return
+            await self._run(table, job)
+
+    async def _run(self, table: dict[bytes, Handler], job: AsyncWorkerJob) -> None:
+        handler = table.get(job.binary_name)
+        try:
+            if handler is None:
+                raise GearmanError("No handler for function %r" % (job.name,))
+            result = await handler(job)
+        except asyncio.CancelledError:
+            if not job.ended:
+                with contextlib.suppress(Exception):
+                    job.fail()
+            raise
+        except Exception as e:
+            self.log.exception("Handler for %s (%r) raised", job.name, job.handle)
+            if not job.ended:
+                with contextlib.suppress(Exception):
+                    job.exception("%s: %s" % (type(e).__name__, e))
+            return
+        if not job.ended:
+            try:
+                job.complete(b"" if result is None else result)
+            except Exception:
+                self.log.exception("Unable to complete %r", job.handle)
+
+    async def stop(self) -> None:
+        """Stop taking jobs, let :meth:`serve` finish the ones it has, then return.
+
+        Waits (up to ``grab_wait_timeout`` per server) for outstanding
+        GRAB_JOB_UNIQ requests to be answered, so a job assigned meanwhile
+        still runs, then interrupts every :meth:`get_job` waiter with
+        :class:`gear.InterruptedError`. The worker stays connected and can
+        serve again afterwards.
+        """
+        self._stopping = True
+        self._generation += 1
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.grab_wait_timeout
+            while True:
+                stuck = [c for c in self.active_connections if c.state == protocol.GRAB_WAIT]
+                if not stuck:
+                    break
+                if loop.time() > deadline:
+                    for conn in stuck:
+                        self.log.warning("No reply to GRAB_JOB_UNIQ from %s; dropping it", conn)
+                        conn.abort()
+                    break
+                await asyncio.sleep(0.005)
+            self._update()
+            waiters = list(self._waiters)
+            self._waiters.clear()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(InterruptedError("The worker is stopping"))
+            current = asyncio.current_task()
+            runners = [t for t in self._runners if t is not current]
+            if runners:
+                await asyncio.gather(*runners, return_exceptions=True)
+        finally:
+            self._stopping = False
+
+    async def close(self) -> None:
+        """Interrupt waiters, cancel :meth:`serve` and close every connection."""
+        self._stopping = True
+        for waiter in list(self._waiters):
+            if not waiter.done():
+                waiter.set_exception(InterruptedError("The worker is closed"))
+        self._waiters.clear()
+        for task in list(self._runners):
+            task.cancel()
+        await super().close()
+
+    # -- grab state machine -----------------------------------------------
+
+    def _wanted(self) -> int:
+        if self._stopping:
+            return 0
+        return len(self._waiters) - len(self._queue)
+
+    def _transition(self, conn: AsyncConnection, transition: protocol.Transition) -> None:
+        state, ptype = transition
+        conn.state = state
+        if ptype is not None and conn.connected:
+            conn.send(encode_packet(_REQ, ptype))
+
+    def _update(self) -> None:
+        wanted = self._wanted()
+        for conn in self.active_connections:
+            self._transition(conn, protocol.on_demand(conn.state, wanted))
+
+    def _on_connect(self, conn: AsyncConnection) -> None:
+        conn.send(encode_packet(_REQ, constants.SET_CLIENT_ID, self.client_id or b""))
+        for record in self.functions.values():
+            ptype, data = protocol.can_do_packet(record.name, record.timeout)
+            conn.send(encode_packet(_REQ, ptype, data))
+        conn.state = protocol.IDLE
+
+    def _on_active(self, conn: AsyncConnection) -> None:
+        self._update()
+
+    def _handle_frame(self, conn: AsyncConnection, frame: Frame) -> None:
+        ptype = frame.ptype
+        if ptype == constants.JOB_ASSIGN_UNIQ or ptype == constants.JOB_ASSIGN:
+            handle, name, unique, arguments = protocol.parse_assignment(ptype, frame.data)
+            job = AsyncWorkerJob(handle, name, arguments, unique, conn)
+            self._transition(conn, protocol.on_assign(conn.state))
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(job)
+                    break
+            else:
+                self._queue.append(job)
+            self._update()
+        elif ptype == constants.NO_JOB:
+            self._transition(conn, protocol.on_no_job(conn.state))
+        elif ptype == constants.NOOP:
+            self._transition(conn, protocol.on_noop(conn.state, self._wanted()))
+        elif ptype == constants.ERROR:
+            self.log.error("Received ERROR from %s: %r", conn, frame.data)
+        else:
+            self.log.debug("Ignoring %s from %s", constants.types.get(ptype), conn)
+
+    def _on_connection_lost(self, conn: AsyncConnection) -> None:
+        conn.state = protocol.INIT
+
+
+AsyncWorker.__module__ = "gear"
+AsyncWorkerJob.__module__ = "gear.worker"
