@@ -131,7 +131,12 @@ class AsyncConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def abort(self) -> None:
-        """Drop the connection at once; ``connection_lost`` follows."""
+        """Drop the connection and tell the owner now, not on the next loop turn."""
+        was_connected = self.connected
+        self.connected = False
+        self._wbuf.clear()
+        if was_connected:
+            self.owner._connection_lost(self)
         if self.transport is not None:
             self.transport.abort()
 

@@ -1,0 +1,342 @@
+"""AsyncClient + AsyncWorker across packages: cancellation, timeouts, load, failover.
+
+Every scenario runs on the C gearmand and on our geard. Cancelling a task
+that awaits a submit, a result, a status or an update stream must leave the
+connection in sync, so the next request on it still gets its own reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+import gear
+from fixtures.geard import RawGearman
+
+T = 10  # seconds: upper bound of every wait in these tests
+RETRY = 0.05
+_R = TypeVar("_R")
+
+
+@pytest.fixture(params=["gearmand", "geard"])
+def server(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=["gearmand", "geard"])
+def two_servers(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    if request.param == "gearmand":
+        start: Callable[[], Any] = request.getfixturevalue("gearmand_factory")  # type: ignore[assignment]
+    else:
+        start = request.getfixturevalue("geard_factory")
+    return start(), start()
+
+
+def run(coro: Coroutine[Any, Any, _R], timeout: float = 40) -> _R:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = T) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def client_for(*servers: Any) -> AsyncIterator[Any]:
+    async with gear.AsyncClient("aio-client") as client:
+        client.reconnect_delay = RETRY
+        for srv in servers:
+            client.add_server(srv.host, srv.port)
+        await client.wait_for_server(T)
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def echo_worker(*servers: Any, concurrency: int = 8, delay: float = 0) -> AsyncIterator[Any]:
+    """An AsyncWorker answering ``echo`` with the arguments (after ``delay`` s)."""
+
+    async def echo(job: Any) -> bytes:
+        if delay:
+            await asyncio.sleep(delay)
+        return bytes(job.arguments)
+
+    async with gear.AsyncWorker("aio-worker") as worker:
+        worker.reconnect_delay = RETRY
+        worker.register("echo")
+        for srv in servers:
+            worker.add_server(srv.host, srv.port)
+        await worker.wait_for_server(T)
+        task = asyncio.create_task(worker.serve({"echo": echo}, concurrency=concurrency))
+        try:
+            yield worker
+        finally:
+            await asyncio.wait_for(worker.stop(), T)
+            await asyncio.wait_for(task, T)
+
+
+async def check_in_sync(client: Any, count: int = 20) -> None:
+    """Submit ``count`` jobs and check each gets its own result."""
+    jobs = [await client.submit("echo", b"check-%d" % i) for i in range(count)]
+    results = await asyncio.gather(*[job.result(T) for job in jobs])
+    assert results == [b"check-%d" % i for i in range(count)]
+
+
+# -- cancellation ---------------------------------------------------------
+
+
+def test_cancelled_submits_keep_the_connection_in_sync(server: Any) -> None:
+    async def main() -> None:
+        async with echo_worker(server), client_for(server) as client:
+            for round_ in range(5):
+                tasks = [
+                    asyncio.create_task(client.submit("echo", b"r%d-%d" % (round_, i)))
+                    for i in range(50)
+                ]
+                await asyncio.sleep(0)
+                for task in tasks[::2]:
+                    task.cancel()
+                done = await asyncio.gather(*tasks, return_exceptions=True)
+                survivors = [j for j in done if not isinstance(j, BaseException)]
+                assert all(isinstance(j, asyncio.CancelledError) for j in done[::2])
+                results = await asyncio.gather(*[job.result(T) for job in survivors])
+                assert results == [bytes(job.arguments) for job in survivors]
+                await check_in_sync(client, 5)
+            assert len(client.active_connections) == 1
+
+    run(main())
+
+
+def test_cancelled_result_wait_leaves_job_intact(server: Any) -> None:
+    async def main() -> None:
+        async with echo_worker(server, delay=0.1), client_for(server) as client:
+            job = await client.submit("echo", b"slow")
+            waiter = asyncio.create_task(job.result())
+            iterator = asyncio.create_task(anext_or_none(job))
+            await asyncio.sleep(0.01)
+            waiter.cancel()
+            iterator.cancel()
+            for task in (waiter, iterator):
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            assert await job.result(T) == b"slow"
+            assert await job == b"slow"
+            await check_in_sync(client)
+
+    run(main())
+
+
+async def anext_or_none(job: Any) -> Any:
+    async for update in job:
+        return update
+    return None
+
+
+def test_cancelled_status_and_wait_for_timeouts(server: Any) -> None:
+    async def main() -> None:
+        async with echo_worker(server, delay=0.2), client_for(server) as client:
+            job = await client.submit("echo", b"status")
+            for _ in range(3):
+                task = asyncio.create_task(client.status(job))
+                await asyncio.sleep(0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(client.submit("echo", b"maybe"), 0.0001)
+            assert (await client.status(job, timeout=T)).known is True
+            with pytest.raises(gear.TimeoutError):
+                await job.result(0.01)
+            assert await job.result(T) == b"status"
+            await check_in_sync(client)
+
+    run(main())
+
+
+# -- timeouts -------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[tuple[str, int]]:
+    """A TCP server on 127.0.0.1 that accepts and reads but never answers."""
+    readers: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        readers.append(writer)
+        while await reader.read(65536):
+            pass
+
+    srv = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    try:
+        yield "127.0.0.1", srv.sockets[0].getsockname()[1]
+    finally:
+        for writer in readers:
+            writer.close()
+        srv.close()
+
+
+def test_submit_timeout_drops_silent_server_and_fails_over(server: Any) -> None:
+    async def main() -> None:
+        async with silent_server() as (host, port), echo_worker(server):
+            async with gear.AsyncClient("timeouts") as client:
+                client.reconnect_delay = RETRY
+                client.add_server(host, port)
+                await client.wait_for_server(T)
+                first = client.active_connections[0]
+                started = time.monotonic()
+                with pytest.raises(gear.GearmanError, match="Unable to submit"):
+                    await client.submit("echo", b"x", timeout=0.2)
+                assert time.monotonic() - started < 5
+                assert first not in client.active_connections
+                await client.wait_for_server(T)
+                job = gear.client.AsyncJob("echo", b"")
+                with pytest.raises(gear.GearmanError):
+                    await client.status(job, timeout=0.1)
+                client.add_server(server.host, server.port)
+                await wait_until(lambda: len(client.active_connections) == 2)
+                for i in range(4):
+                    job = await client.submit("echo", b"%d" % i, timeout=0.5)
+                    assert await job.result(T) == b"%d" % i
+
+    run(main())
+
+
+def test_status_timeout_on_silent_server() -> None:
+    async def main() -> None:
+        async with silent_server() as (host, port), gear.AsyncClient("st") as client:
+            client.add_server(host, port)
+            await client.wait_for_server(T)
+            job = gear.client.AsyncJob("f", b"", unique="u")
+            with pytest.raises(gear.TimeoutError):
+                await client.status(job, timeout=0.1, unique=True)
+            with pytest.raises(gear.TimeoutError):
+                await client.set_option("exceptions", timeout=0.1)
+
+    run(main())
+
+
+# -- load -----------------------------------------------------------------
+
+
+def test_thousands_of_concurrent_submits_on_one_connection(server: Any) -> None:
+    count = 3000
+
+    async def main() -> None:
+        async with echo_worker(server, concurrency=50), client_for(server) as client:
+            jobs = await asyncio.gather(
+                *[client.submit("echo", b"job-%d" % i, timeout=T) for i in range(count)]
+            )
+            assert len({job.handle for job in jobs}) == count
+            results = await asyncio.gather(*[job.result(T) for job in jobs])
+            assert results == [b"job-%d" % i for i in range(count)]
+            assert len(client.active_connections) == 1
+
+    run(main(), timeout=50)
+
+
+# -- several servers ------------------------------------------------------
+
+
+def queued(srv: Any, function: bytes) -> int:
+    with RawGearman(srv.port) as admin:
+        for line in admin.admin("status").splitlines():
+            fields = line.split(b"\t")
+            if fields[0] == function:
+                return int(fields[1])
+    return 0
+
+
+def test_round_robin_failover_and_reconnect(two_servers: tuple[Any, Any]) -> None:
+    a, b = two_servers
+
+    async def main() -> None:
+        async with client_for(a, b) as client:
+            await wait_until(lambda: len(client.active_connections) == 2)
+            for i in range(4):
+                await client.submit("rr", b"%d" % i, background=True)
+            assert (queued(a, b"rr"), queued(b, b"rr")) == (2, 2)
+            async with echo_worker(a, b, concurrency=4):
+                await check_in_sync(client, 10)
+                pending = await client.submit("nobody", b"lost-with-a")
+                waiting = [await client.submit("nobody", b"%d" % i) for i in range(4)]
+                a.stop()
+                await wait_until(lambda: len(client.active_connections) == 1)
+                await check_in_sync(client, 10)
+                lost = [job for job in [pending, *waiting] if job.lost]
+                assert lost, "some job was on the killed server"
+                with pytest.raises(gear.DisconnectError):
+                    await lost[0].result(T)
+                a.restart()
+                await wait_until(lambda: len(client.active_connections) == 2)
+                await check_in_sync(client, 10)
+            for i in range(2):
+                await client.submit("after", b"%d" % i, background=True)
+            assert (queued(a, b"after"), queued(b, b"after")) == (1, 1)
+
+    run(main())
+
+
+def test_worker_serves_through_a_server_restart(server: Any) -> None:
+    async def main() -> None:
+        async with echo_worker(server) as worker, client_for(server) as client:
+            await check_in_sync(client, 5)
+            server.stop()
+            await wait_until(lambda: not worker.active_connections)
+            with pytest.raises(gear.GearmanError):
+                await client.submit("echo", b"nowhere")
+            server.restart()
+            await client.wait_for_server(T)
+            await worker.wait_for_server(T)
+            await check_in_sync(client, 5)
+
+    run(main())
+
+
+# -- faces mixed and TLS --------------------------------------------------
+
+
+def test_threaded_client_with_async_worker(server: Any) -> None:
+    async def main() -> None:
+        async with echo_worker(server):
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, threaded_round_trips, server)
+
+    run(main())
+
+
+def threaded_round_trips(server: Any) -> None:
+    client = gear.Client("threaded")
+    try:
+        client.addServer(server.host, server.port)
+        client.waitForServer(T)
+        for i in range(10):
+            job = gear.Job("echo", b"t%d" % i)
+            client.submitJob(job, timeout=T)
+            assert job.wait(T) and job.data == [b"t%d" % i]
+    finally:
+        client.shutdown()
+
+
+def test_tls_client_and_worker(geard_factory: Any, certs: Any) -> None:
+    srv = geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    tls = {"ssl_key": certs.client.key, "ssl_cert": certs.client.cert, "ssl_ca": certs.ca}
+
+    async def main() -> None:
+        async with gear.AsyncWorker("tls-w") as worker, gear.AsyncClient("tls-c") as client:
+            worker.register("echo")
+            worker.add_server(srv.host, srv.port, **tls)
+            client.add_server(srv.host, srv.port, **tls)
+            await worker.wait_for_server(T)
+            await client.wait_for_server(T)
+            job = await client.submit("echo", b"secret")
+            got = await worker.get_job(timeout=T)
+            got.complete(got.arguments)
+            assert await job.result(T) == b"secret"
+
+    run(main())
