@@ -38,6 +38,11 @@ nitpick_ignore = [
     # gear-server's per-connection protocol object (gear.server.GeardConnection)
     # appears in signatures but is not part of the documented API.
     ("py:class", "GeardConnection"),
+    ("py:func", "re.match"),
+    # gear.acl.load_acl_file's docstring names ACL and ACLError relative to
+    # gear.acl; they are documented as gear.ACL and gear.ACLError.
+    ("py:class", "ACL"),
+    ("py:class", "ACLError"),
 ]
 
 autodoc_member_order = "bysource"

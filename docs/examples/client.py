@@ -1,7 +1,6 @@
 """Submit one job and print its result: python client.py [HOST [PORT]]."""
 
 import sys
-import time
 
 import gear
 
@@ -16,11 +15,9 @@ job = gear.TextJob("reverse", "Hello, Gearman!")
 client.submitJob(job)  # returns once the server has queued the job
 print("submitted", job.handle)
 
-while not job.complete:  # the client's poll thread fills the job in
-    time.sleep(0.01)
-
+if not job.wait(timeout=30):  # block until the worker's result arrives
+    sys.exit("no result within 30 seconds")
 if job.failure:
-    print("job failed")
-else:
-    print("result:", "".join(job.data))
+    sys.exit("the job failed")
+print("result:", "".join(job.data))
 client.shutdown()

@@ -4,7 +4,6 @@ python failover.py HOST:PORT [HOST:PORT ...]
 """
 
 import sys
-import time
 
 import gear
 
@@ -23,8 +22,11 @@ for n in range(4):
     except gear.GearmanError as e:
         print("no server took job %d: %s" % (n, e))
         continue
-    while not job.complete:
-        time.sleep(0.01)
-    print(job.connection.host, job.connection.port, "".join(job.data))
+    try:
+        job.wait(timeout=30)
+    except gear.DisconnectError:
+        print("job %d: its server went away before the result" % n)
+        continue
+    print("%s:%s %s" % (job.connection.host, job.connection.port, "".join(job.data)))
 
 client.shutdown()

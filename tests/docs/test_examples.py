@@ -1,8 +1,9 @@
 """Run the examples under docs/examples against real servers.
 
-Every runnable example that the docs include is executed here as a user
-would run it (a subprocess with host and port on the command line), so a
-change that breaks an example fails the test suite.
+Every runnable example that the docs include is executed here as a reader
+would run it: a subprocess with host and port on the command line, against
+our geard and the C gearmand. Config files shown in the docs (logging, ACL,
+systemd unit) are loaded by the programs that use them.
 """
 
 from __future__ import annotations
@@ -13,17 +14,28 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import gear
 from fixtures.geard import Geard
 from fixtures.servers import LOOPBACK, GearmanD, free_port, wait_for_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """A console script installed next to this Python (geard, geard-certs)."""
+    path = shutil.which(name, path=str(BIN))
+    assert path is not None, f"{name} is not installed next to {sys.executable}"
+    return path
 
 
 def run_example(name: str, *args: object, timeout: float = 60) -> str:
@@ -41,12 +53,40 @@ def run_example(name: str, *args: object, timeout: float = 60) -> str:
     return result.stdout
 
 
-def admin(port: int, line: str) -> str:
-    """Send one admin command to a server and return its one-line reply."""
-    with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+Spawn = Callable[..., "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start long-running examples (workers); they are killed at teardown."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(name: str, *args: object, ready: str = "worker ready") -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / name), *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert ready in line, f"{name} did not start: {line}{proc.stdout.read()}"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(10)
+
+
+def admin(port: int, line: str, context: ssl.SSLContext | None = None) -> str:
+    """Send one admin command to a server and return its reply."""
+    with socket.create_connection((LOOPBACK, port), timeout=10) as raw:
+        sock = context.wrap_socket(raw) if context is not None else raw
         sock.sendall(line.encode() + b"\n")
         reply = b""
-        while not reply.endswith(b"\n"):
+        while not (reply.endswith(b"\n.\n") or reply == b".\n" or _single_line(reply)):
             chunk = sock.recv(4096)
             if not chunk:
                 break
@@ -54,10 +94,17 @@ def admin(port: int, line: str) -> str:
     return reply.decode()
 
 
+def _single_line(reply: bytes) -> bool:
+    return reply.endswith(b"\n") and (reply.startswith((b"OK", b"ERR")))
+
+
 @pytest.fixture(params=["geard", "gearmand"])
 def server(request: pytest.FixtureRequest) -> Geard | GearmanD:
     """Our geard and the C gearmand, in turn."""
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+# -- gear-core and the server in Python -------------------------------------
 
 
 def test_low_level(server: Geard | GearmanD) -> None:
@@ -73,69 +120,85 @@ def test_embedded_server() -> None:
     assert "stopped: True" in out
 
 
-def geard_command() -> str:
-    path = shutil.which("geard", path=str(Path(sys.executable).parent))
-    assert path is not None, "geard is not installed next to this Python"
-    return path
+# -- the tutorial --------------------------------------------------------------
+
+
+def test_tutorial_worker_and_client(server: Geard | GearmanD, spawn: Spawn) -> None:
+    spawn("worker.py", server.host, server.port)
+    out = run_example("client.py", server.host, server.port)
+    assert "submitted b'H:" in out
+    assert "result: !namraeG ,olleH" in out
+
+
+def test_background_jobs(server: Geard | GearmanD, spawn: Spawn) -> None:
+    out = run_example("background.py", server.host, server.port)
+    assert "queued 3 jobs" in out
+    assert "known: True running: False" in out
+    assert admin(server.port, "status").startswith("reverse\t3\t0\t0\n")
+    spawn("worker.py", server.host, server.port)
+    deadline = time.monotonic() + 30
+    while admin(server.port, "status") != "reverse\t0\t0\t1\n.\n":
+        assert time.monotonic() < deadline, "the worker did not drain the queue"
+        time.sleep(0.05)
+
+
+def test_queue_status(server: Geard | GearmanD, spawn: Spawn) -> None:
+    spawn("worker.py", server.host, server.port)
+    out = run_example("queue_status.py", server.host, server.port)
+    lines = out.splitlines()
+    assert lines[0].split() == ["function", "total", "running", "workers"]
+    assert lines[1].split() == ["reverse", "0", "0", "1"]
+
+
+def test_failover(geard_factory: Callable[..., Geard], spawn: Spawn) -> None:
+    first, second = geard_factory(), geard_factory()
+    for each in (first, second):
+        spawn("worker.py", each.host, each.port)
+    out = run_example("failover.py", first.address, second.address)
+    ports = [line.split()[0] for line in out.splitlines()]
+    assert sorted(set(ports)) == sorted({first.address, second.address})
+    second.stop()
+    out = run_example("failover.py", first.address, second.address)
+    assert out.splitlines() == [f"{first.address} {n} boj" for n in range(4)]
+
+
+# -- geard as the how-to guides run it ------------------------------------------
+
+
+def start_geard(*args: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [tool("geard"), "-d", "--listen-address", LOOPBACK, "-p", str(port), *args]
+    )
+    try:
+        wait_for_port(LOOPBACK, port, proc=proc)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    return proc, port
 
 
 @pytest.fixture
-def geard_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """geard started the way the systemd unit in the docs starts it."""
-    unit = configparser.RawConfigParser(strict=False)
-    unit.read(EXAMPLES / "geard.service")
-    argv = shlex.split(unit.get("Service", "ExecStart"))
-    assert argv[0] == "/usr/local/bin/geard"
-    port = free_port()
-    conf = tmp_path / "logging.conf"
-    conf.write_text(
-        (EXAMPLES / "logging.conf").read_text().replace("/var/log/geard/", f"{tmp_path}/")
-    )
-    argv[0] = geard_command()
-    argv[argv.index("--listen-address") + 1] = LOOPBACK
-    argv[argv.index("-p") + 1] = str(port)
-    argv[argv.index("--log-config") + 1] = str(conf)
-    proc = subprocess.Popen(argv)
-    try:
-        wait_for_port(LOOPBACK, port, proc=proc)
-        yield proc, port
-    finally:
+def geard_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
 
 
-def test_geard_as_in_the_systemd_unit(
-    geard_process: tuple[subprocess.Popen[bytes], int], tmp_path: Path
-) -> None:
-    proc, port = geard_process
-    out = run_example("low_level.py", LOOPBACK, port)
-    assert "server version: OK " in out
-    assert admin(port, "getpid") == f"OK {proc.pid}\n"
-    proc.send_signal(signal.SIGTERM)  # what systemctl stop sends
-    assert proc.wait(30) == 0
-    assert "Listening on" in (tmp_path / "info.log").read_text()
-
-
-def test_graceful_shutdown_command(geard_process: tuple[subprocess.Popen[bytes], int]) -> None:
-    proc, port = geard_process
-    assert admin(port, "shutdown graceful") == "OK\n"
-    assert proc.wait(30) == 0
-
-
-def test_geard_help_page_is_real() -> None:
-    help_text = subprocess.run(
-        [geard_command(), "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    for flag in ("--listen-address", "--log-config", "--pidfile", "--ssl-key", "--acl"):
-        assert flag in help_text
-
-
-def test_logging_conf_loads(tmp_path: Path) -> None:
+def logging_conf(tmp_path: Path) -> Path:
     text = (EXAMPLES / "logging.conf").read_text()
     assert "/var/log/geard/" in text
     path = tmp_path / "logging.conf"
     path.write_text(text.replace("/var/log/geard/", f"{tmp_path}/"))
+    return path
+
+
+def test_logging_conf_loads(tmp_path: Path) -> None:
+    path = logging_conf(tmp_path)
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, root.handlers[:]
     try:
@@ -152,8 +215,167 @@ def test_logging_conf_loads(tmp_path: Path) -> None:
     assert "hello from the docs test" in (tmp_path / "info.log").read_text()
 
 
-def test_acl_file_parses() -> None:
-    parser = configparser.RawConfigParser()
-    assert parser.read(EXAMPLES / "acl.ini")
-    assert parser.sections() == ["thumbnailer", "webapp", "deployer"]
-    assert parser.getboolean("deployer", "grant") is True
+def test_geard_as_in_the_systemd_unit(
+    tmp_path: Path, geard_procs: list[subprocess.Popen[bytes]]
+) -> None:
+    unit = configparser.RawConfigParser(strict=False)
+    unit.read(EXAMPLES / "geard.service")
+    argv = shlex.split(unit.get("Service", "ExecStart"))
+    assert argv[0] == "/usr/local/bin/geard"
+    assert unit.get("Service", "KillSignal") == "SIGTERM"
+    port = free_port()
+    argv[0] = tool("geard")
+    argv[argv.index("--listen-address") + 1] = LOOPBACK
+    argv[argv.index("-p") + 1] = str(port)
+    argv[argv.index("--log-config") + 1] = str(logging_conf(tmp_path))
+    proc = subprocess.Popen(argv)
+    geard_procs.append(proc)
+    wait_for_port(LOOPBACK, port, proc=proc)
+    out = run_example("low_level.py", LOOPBACK, port)
+    assert "server version: OK " in out
+    assert admin(port, "getpid") == f"OK {proc.pid}\n"
+    proc.send_signal(signal.SIGTERM)  # what systemctl stop sends
+    assert proc.wait(30) == 0
+    assert "Listening on" in (tmp_path / "info.log").read_text()
+
+
+def test_graceful_shutdown_command(geard_procs: list[subprocess.Popen[bytes]]) -> None:
+    proc, port = start_geard()
+    geard_procs.append(proc)
+    assert admin(port, "shutdown graceful") == "OK\n"
+    assert proc.wait(30) == 0
+
+
+def test_geard_help_page_is_real() -> None:
+    help_text = subprocess.run(
+        [tool("geard"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in ("--listen-address", "--log-config", "--pidfile", "--ssl-key", "--acl"):
+        assert flag in help_text
+
+
+def test_durable_queue_survives_kill(
+    tmp_path: Path, geard_procs: list[subprocess.Popen[bytes]], spawn: Spawn
+) -> None:
+    queue = tmp_path / "queue.db"
+    proc, port = start_geard("--queue-file", str(queue))
+    geard_procs.append(proc)
+    run_example("background.py", LOOPBACK, port)
+    proc.kill()  # no chance to flush anything more
+    proc.wait(10)
+    proc, port = start_geard("--queue-file", str(queue), port=port)
+    geard_procs.append(proc)
+    assert admin(port, "status") == "reverse\t3\t0\t0\n.\n"
+    spawn("worker.py", LOOPBACK, port)
+    deadline = time.monotonic() + 30
+    while admin(port, "status") != "reverse\t0\t0\t1\n.\n":
+        assert time.monotonic() < deadline, "the worker did not drain the restored jobs"
+        time.sleep(0.05)
+
+
+# -- TLS and ACLs -----------------------------------------------------------------
+
+
+def make_certs(folder: Path, *names: str) -> None:
+    args = [a for name in names for a in ("--client-cn", name)]
+    subprocess.run([tool("geard-certs"), str(folder), *args], check=True, capture_output=True)
+
+
+def tls_flags(certs: Path) -> list[str]:
+    return [
+        "--ssl-ca",
+        str(certs / "ca.pem"),
+        "--ssl-cert",
+        str(certs / "server.pem"),
+        "--ssl-key",
+        str(certs / "server.key"),
+    ]
+
+
+def test_tls_in_five_minutes(
+    tmp_path: Path, geard_procs: list[subprocess.Popen[bytes]], spawn: Spawn
+) -> None:
+    certs = tmp_path / "certs"
+    make_certs(certs, "worker", "webapp")
+    for name in ("ca", "server", "worker", "webapp"):
+        assert (certs / f"{name}.pem").exists()
+    proc, port = start_geard(*tls_flags(certs))
+    geard_procs.append(proc)
+    spawn("tls_worker.py", LOOPBACK, port, certs)
+    out = run_example("tls_client.py", LOOPBACK, port, certs)
+    assert "result: SLT revo" in out
+    with pytest.raises((ConnectionError, OSError)):  # no client certificate
+        with socket.create_connection((LOOPBACK, port), timeout=10) as raw:
+            context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+            context.check_hostname = False
+            with context.wrap_socket(raw) as sock:
+                sock.sendall(b"version\n")
+                if not sock.recv(100):
+                    raise ConnectionError("closed")
+
+
+def _context(certs: Path, name: str) -> ssl.SSLContext:
+    return gear.tls.load_context(
+        str(certs / f"{name}.key"), str(certs / f"{name}.pem"), str(certs / "ca.pem")
+    )
+
+
+def _tls_peer(kind: type[gear.BaseClient], certs: Path, name: str, port: int) -> gear.BaseClient:
+    peer = kind(name)
+    peer.addServer(
+        LOOPBACK,
+        port,
+        ssl_key=str(certs / f"{name}.key"),
+        ssl_cert=str(certs / f"{name}.pem"),
+        ssl_ca=str(certs / "ca.pem"),
+    )
+    peer.waitForServer(timeout=10)
+    return peer
+
+
+def test_acl_file_from_the_docs(tmp_path: Path, geard_procs: list[subprocess.Popen[bytes]]) -> None:
+    certs = tmp_path / "certs"
+    make_certs(certs, "thumbnailer", "webapp", "deployer", "reports")
+    proc, port = start_geard(*tls_flags(certs), "--acl", str(EXAMPLES / "acl.ini"))
+    geard_procs.append(proc)
+
+    listing = admin(port, "acl list", _context(certs, "webapp"))
+    assert listing == (
+        "deployer\tregister=None\tinvoke=None\tgrant=True\n"
+        "thumbnailer\tregister=^image-\tinvoke=None\tgrant=None\n"
+        "webapp\tregister=None\tinvoke=^image-\tgrant=None\n"
+        ".\n"
+    )
+
+    worker = _tls_peer(gear.Worker, certs, "thumbnailer", port)
+    client = _tls_peer(gear.Client, certs, "webapp", port)
+    try:
+        worker.registerFunction("image-resize")
+        job = gear.Job("image-resize", b"cat.png")
+        client.submitJob(job)
+        assigned = worker.getJob(timeout=10)
+        assigned.sendWorkComplete(b"small cat")
+        assert job.wait(timeout=10) and job.data == [b"small cat"]
+        with pytest.raises(gear.GearmanError):  # webapp may not invoke report-*
+            client.submitJob(gear.Job("report-daily", b""), timeout=10)
+    finally:
+        worker.shutdown()
+        client.shutdown()
+
+    deployer = _context(certs, "deployer")
+    assert admin(port, "acl grant invoke reports ^report-", _context(certs, "webapp")) == (
+        "ERR PERMISSION_DENIED\n"
+    )
+    assert admin(port, "acl grant invoke reports ^report-", deployer) == "OK\n"
+    assert admin(port, "acl revoke invoke reports", deployer) == "OK\n"
+    assert admin(port, "acl self-revoke register", _context(certs, "thumbnailer")) == "OK\n"
+    assert "thumbnailer\tregister=None\tinvoke=None" in admin(port, "acl list", deployer)
+
+
+def test_acl_file_parses_as_documented() -> None:
+    acl = gear.acl.load_acl_file(EXAMPLES / "acl.ini")
+    assert [e.subject for e in acl.getEntries()] == ["deployer", "thumbnailer", "webapp"]
+    assert acl.canRegister("thumbnailer", "image-resize")
+    assert not acl.canRegister("thumbnailer", "resize")
+    assert acl.canInvoke("webapp", "image-resize")
+    assert acl.canGrant("deployer")
