@@ -304,6 +304,9 @@ def test_job_retries_limit(geard_factory) -> None:  # type: ignore[no-untyped-de
         assert grab(w)[0] == h
         w.close()
         assert c.expect(C.WORK_FAIL) == h
+        c.send(C.ECHO_REQ, b"")
+        c.expect(C.ECHO_RES)
+        assert (geard.server.running_jobs, geard.server.total_jobs) == (0, 0)
 
 
 def test_sleeping_worker_woken_when_job_requeued(geard: Geard) -> None:

@@ -750,8 +750,8 @@ class Server:
         if job.timer is not None:
             job.timer.cancel()
             job.timer = None
+        job.state = DONE
         if not job.background and not job.clients:
-            job.state = DONE
             self._forget(job)
             return
         if self.job_retries is not None and job.retries >= self.job_retries:
