@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from fixtures.geard import Geard
 
 pytestmark = pytest.mark.interop

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from fixtures.geard import Geard, RawGearman
 from fixtures.servers import free_port, wait_for_port
 from gear import constants as C
 from gear.server import __version__
+from gear.tls import load_context
 
 GEARD = [sys.executable, "-m", "gear.cmd.geard"]
 
@@ -181,3 +183,38 @@ def test_keepalive_on_accepted_sockets(geard_factory: Callable[..., Geard]) -> N
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_tls_and_acl_file(tmp_path: Path, certs: Any) -> None:
+    acl_file = tmp_path / "acl.ini"
+    acl_file.write_text("[client]\ninvoke=allowed.*\n\n[admin]\ngrant=true\n")
+    proc, port = foreground(
+        "--ssl-key", certs.server.key, "--ssl-cert", certs.server.cert,
+        "--ssl-ca", certs.ca, "--acl", str(acl_file),
+    )  # fmt: skip
+    try:
+        context = load_context(certs.client.key, certs.client.cert, certs.ca)
+        with RawGearman(port, ssl_context=context) as client:
+            client.send(C.SUBMIT_JOB_BG, b"allowed-1\0\0x")
+            client.expect(C.JOB_CREATED)
+            client.send(C.SUBMIT_JOB_BG, b"other\0\0x")
+            assert client.expect(C.ERROR).startswith(b"0\0Permission denied by ACL")
+            assert client.admin("acl list") == (
+                b"admin\tregister=None\tinvoke=None\tgrant=True\n"
+                b"client\tregister=None\tinvoke=allowed.*\tgrant=None\n.\n"
+            )
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_bad_acl_file_fails_to_start(tmp_path: Path) -> None:
+    acl_file = tmp_path / "acl.ini"
+    acl_file.write_text("[client]\ninvoke=(unclosed\n")
+    out = subprocess.run(
+        [*GEARD, "-d", "-p", "0", "--listen-address", "127.0.0.1", "--acl", str(acl_file)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert out.returncode != 0
+    assert b"Unable to start geard" in out.stderr and b"client" in out.stderr

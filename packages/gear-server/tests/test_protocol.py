@@ -290,10 +290,10 @@ def test_worker_disconnect_requeues_at_head(geard: Geard) -> None:
             while not job and time.monotonic() < deadline:
                 job = grab(w2)
             assert job[0] == h1
+            assert h1 + b"\t1\t0\t0\n" in c.admin("show jobs")
             w2.send(C.WORK_COMPLETE, h1 + b"\0ok")
             assert c.expect(C.WORK_COMPLETE) == h1 + b"\0ok"
             assert grab(w2)[0] == h2
-        assert b"\t1\t" in c.admin("show jobs")
 
 
 def test_job_retries_limit(geard_factory) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from gear.job import BaseBinaryJob, BaseJob
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Sequence
 
     from gear.server.server import FunctionQueue, GeardConnection
 
@@ -28,8 +29,9 @@ class ServerJob(BaseBinaryJob, BaseJob):
     """A job held by :class:`gear.Server`: queued, scheduled or running.
 
     ``name``, ``arguments``, ``unique`` and ``handle`` are bytes. ``clients``
-    lists every connection waiting for the result (several when submits of
-    the same unique were coalesced); it is empty for background jobs.
+    holds every connection waiting for the result (several when submits of
+    the same unique were coalesced); it is an empty tuple for background
+    jobs, which saves a list per queued job.
     The constructor skips BaseJob's validation because the server only builds
     jobs from packets it has already split.
     """
@@ -48,12 +50,11 @@ class ServerJob(BaseBinaryJob, BaseJob):
         self._name = name
         self._arguments = arguments
         self._unique = unique or None
-        self.clients: list[GeardConnection] = (
-            [client_connection] if client_connection is not None else []
+        self.clients: Sequence[GeardConnection] = (
+            [client_connection] if client_connection is not None else ()
         )
         self.background = client_connection is None
         self.worker_connection: GeardConnection | None = None
-        self.running = False
         self.numerator: bytes | None = None
         self.denominator: bytes | None = None
         self.priority = 1
@@ -67,6 +68,11 @@ class ServerJob(BaseBinaryJob, BaseJob):
     def client_connection(self) -> GeardConnection | None:
         """The first client waiting for this job (gear 0.16's single client)."""
         return self.clients[0] if self.clients else None
+
+    @property
+    def running(self) -> bool:
+        """True while a worker holds the job."""
+        return self.state == RUNNING
 
     @property
     def precedence(self) -> int:

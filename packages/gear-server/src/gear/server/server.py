@@ -719,7 +719,7 @@ class Server:
         self._drop_worker(conn)
         for job in list(conn.client_jobs.values()):
             if conn in job.clients:
-                job.clients.remove(conn)
+                job.clients = [c for c in job.clients if c is not conn]
             if not job.clients and not job.background and job.state in (QUEUED, SCHEDULED):
                 self._remove_waiting(job)
         conn.client_jobs.clear()
@@ -745,7 +745,6 @@ class Server:
         assert fq is not None
         fq.running -= 1
         self.running_jobs -= 1
-        job.running = False
         job.worker_connection = None
         if job.timer is not None:
             job.timer.cancel()
@@ -976,7 +975,6 @@ class Server:
         fq = job.function
         assert fq is not None
         job.state = RUNNING
-        job.running = True
         job.worker_connection = conn
         fq.running += 1
         self.running_jobs += 1
@@ -1009,7 +1007,6 @@ class Server:
             if worker is not None:
                 worker.worker_jobs.pop(job.handle, None)
         job.state = DONE
-        job.running = False
         if job.timer is not None:
             job.timer.cancel()
             job.timer = None
@@ -1067,7 +1064,7 @@ class Server:
             existing = fq.uniques.get(unique)
             if existing is not None:
                 if not background and conn not in existing.clients:
-                    existing.clients.append(conn)
+                    existing.clients = [*existing.clients, conn]
                     conn.client_jobs[existing.handle] = existing
                 self._send(conn, _packet(C.JOB_CREATED, existing.handle))
                 return
@@ -1076,7 +1073,7 @@ class Server:
             self.sendError(conn, b"QUEUE_FULL", b"Job queue is full for function " + name)
             return
         handle = self._new_handle(conn)
-        job = ServerJob(handle, name, arguments, None if background else conn, unique)
+        job = ServerJob(handle, fq.name, arguments, None if background else conn, unique)
         job.priority = priority
         job.function = fq
         self.jobs[handle] = job
