@@ -62,7 +62,8 @@ if os.environ.get('BENCH_NODELAY'):
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     gear.Connection.connect = connect
 import threading, time
-port, count, nclients, ours = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1'
+port, count, nclients = (int(a) for a in sys.argv[1:4])
+ours = sys.argv[4] == '1'
 
 if ours:
     Client = gear.Client

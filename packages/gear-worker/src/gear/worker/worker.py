@@ -146,6 +146,7 @@ class Worker(BaseClient):
         self.functions: dict[bytes, FunctionRecord] = {}
         self.job_lock = threading.RLock()
         self._job_cond = threading.Condition(self.job_lock)
+        self._grab_cond = threading.Condition(self.job_lock)
         self.waiting_for_jobs = 0
         self.job_queue: queue.Queue[WorkerJob] = queue.Queue()
         self._interrupts = 0
@@ -178,6 +179,7 @@ class Worker(BaseClient):
         super()._onConnectionLost(conn, jobs, tasks, admin)
         with self.job_lock:
             self._job_cond.notify_all()
+            self._grab_cond.notify_all()
 
     def _sendType(self, conn: Connection, ptype: int) -> None:
         try:
@@ -192,7 +194,7 @@ class Worker(BaseClient):
         if state != old:
             conn.changeState(state)
             if old == protocol.GRAB_WAIT:
-                self._job_cond.notify_all()
+                self._grab_cond.notify_all()
         if ptype is not None:
             self._sendType(conn, ptype)
 
@@ -304,7 +306,7 @@ class Worker(BaseClient):
                     if now - conn.state_time > self.grab_wait_timeout:
                         self.log.warning("No reply to GRAB_JOB_UNIQ from %s; dropping it", conn)
                         self._lostConnection(conn)
-                self._job_cond.wait(0.1)
+                self._grab_cond.wait(0.1)
             self._interruptWaiters()
 
     def _interruptWaiters(self) -> None:
