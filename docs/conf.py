@@ -26,6 +26,10 @@ extensions = [
 nitpicky = True
 nitpick_ignore = [
     ("py:class", "collections.abc.Iterable"),
+    ("py:class", "collections.abc.AsyncIterator"),
+    ("py:class", "collections.abc.Mapping"),
+    ("py:class", "collections.abc.Callable"),
+    ("py:class", "collections.abc.Awaitable"),
     ("py:class", "ssl.SSLContext"),
     ("py:class", "ssl.SSLSocket"),
     ("py:class", "ssl.SSLObject"),
@@ -43,6 +47,12 @@ nitpick_ignore = [
     # gear.acl; they are documented as gear.ACL and gear.ACLError.
     ("py:class", "ACL"),
     ("py:class", "ACLError"),
+    # The asyncio jobs are documented as gear.client.AsyncJob and
+    # gear.worker.AsyncWorkerJob; their docstrings name their owners
+    # relative to those modules. AsyncConnection is internal.
+    ("py:meth", "AsyncClient.submit"),
+    ("py:class", "AsyncWorker"),
+    ("py:class", "gear._aio.AsyncConnection"),
 ]
 
 autodoc_member_order = "bysource"

@@ -130,6 +130,23 @@ def test_tutorial_worker_and_client(server: Geard | GearmanD, spawn: Spawn) -> N
     assert "result: !namraeG ,olleH" in out
 
 
+def test_asyncio_worker_and_client(server: Geard | GearmanD, spawn: Spawn) -> None:
+    spawn("async_worker.py", server.host, server.port)
+    out = run_example("async_client.py", server.host, server.port)
+    assert out.splitlines() == [
+        "result: !oicnysa ,olleH",
+        "results: ['0 boj', '1 boj', '2 boj', '3 boj', '4 boj']",
+        "update: status b'1' b'2'",
+        "final: setadpu htiw",
+    ]
+
+
+def test_asyncio_client_with_threaded_worker(server: Geard | GearmanD, spawn: Spawn) -> None:
+    spawn("worker.py", server.host, server.port)
+    out = run_example("async_client.py", server.host, server.port)
+    assert "final: setadpu htiw" in out
+
+
 def test_background_jobs(server: Geard | GearmanD, spawn: Spawn) -> None:
     out = run_example("background.py", server.host, server.port)
     assert "queued 3 jobs" in out
@@ -215,28 +232,40 @@ def test_logging_conf_loads(tmp_path: Path) -> None:
     assert "hello from the docs test" in (tmp_path / "info.log").read_text()
 
 
-def test_geard_as_in_the_systemd_unit(
-    tmp_path: Path, geard_procs: list[subprocess.Popen[bytes]]
-) -> None:
+def unit_command(tmp_path: Path, port: int) -> list[str]:
+    """ExecStart of the systemd unit in the docs, pointed at a test port and files."""
     unit = configparser.RawConfigParser(strict=False)
     unit.read(EXAMPLES / "geard.service")
+    assert unit.get("Service", "KillSignal") == "SIGTERM"
     argv = shlex.split(unit.get("Service", "ExecStart"))
     assert argv[0] == "/usr/local/bin/geard"
-    assert unit.get("Service", "KillSignal") == "SIGTERM"
-    port = free_port()
     argv[0] = tool("geard")
     argv[argv.index("--listen-address") + 1] = LOOPBACK
     argv[argv.index("-p") + 1] = str(port)
     argv[argv.index("--log-config") + 1] = str(logging_conf(tmp_path))
-    proc = subprocess.Popen(argv)
+    argv[argv.index("--queue-file") + 1] = str(tmp_path / "queue.db")
+    return argv
+
+
+def test_geard_as_in_the_systemd_unit(
+    tmp_path: Path, geard_procs: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    proc = subprocess.Popen(unit_command(tmp_path, port))
     geard_procs.append(proc)
     wait_for_port(LOOPBACK, port, proc=proc)
     out = run_example("low_level.py", LOOPBACK, port)
     assert "server version: OK " in out
     assert admin(port, "getpid") == f"OK {proc.pid}\n"
+    run_example("background.py", LOOPBACK, port)  # three jobs, no worker
     proc.send_signal(signal.SIGTERM)  # what systemctl stop sends
     assert proc.wait(30) == 0
     assert "Listening on" in (tmp_path / "info.log").read_text()
+
+    proc = subprocess.Popen(unit_command(tmp_path, port))  # systemctl start
+    geard_procs.append(proc)
+    wait_for_port(LOOPBACK, port, proc=proc)
+    assert admin(port, "status") == "reverse\t3\t0\t0\n.\n"
 
 
 def test_graceful_shutdown_command(geard_procs: list[subprocess.Popen[bytes]]) -> None:
@@ -379,3 +408,27 @@ def test_acl_file_parses_as_documented() -> None:
     assert not acl.canRegister("thumbnailer", "resize")
     assert acl.canInvoke("webapp", "image-resize")
     assert acl.canGrant("deployer")
+
+
+# -- the distribution split -------------------------------------------------------
+
+
+def test_missing_distribution_message_as_documented() -> None:
+    """The ImportError shown in the docs is the one gear raises."""
+    docs = EXAMPLES.parent
+    shown = "ImportError: gear.Server is provided by gear-server: pip install gear-server"
+    for page in ("howto/choosing-distributions.rst", "explanation/architecture.rst"):
+        assert shown in (docs / page).read_text()
+    code = (
+        "import sys\n"
+        "sys.modules['gear.server'] = None  # as if gear-server were not installed\n"
+        "import gear\n"
+        "try:\n"
+        "    gear.Server\n"
+        "except ImportError as e:\n"
+        "    print('ImportError: %s' % e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == shown
