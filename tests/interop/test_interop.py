@@ -222,3 +222,46 @@ def test_gear016_client_submits_to_our_worker(gearmand: Any, worker: Any, gear01
     assert sorted(seen) == sorted(
         [(b"one", None), (b"two", b"u-two"), (b"three", None), (b"background", None)]
     )
+
+
+GEAR016_SERVER = """
+import signal, gear
+server = gear.Server(0, host='127.0.0.1')
+print(server.port, flush=True)
+signal.pause()
+"""
+
+
+@pytest.fixture
+def gear016_server(gear016: Any) -> Iterator[int]:
+    """gear 0.16.0's own server, which never answers OPTION_REQ (§f.11)."""
+    proc = gear016.start(GEAR016_SERVER)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_set_option_unanswered_does_not_cascade(gear016_server: int) -> None:
+    worker = gear.Worker("w-on-016")
+    client = gear.Client("c-on-016")
+    try:
+        worker.registerFunction("rev")
+        for obj in (worker, client):
+            obj.addServer("127.0.0.1", gear016_server)
+            obj.waitForServer(T)
+        conn = client.getConnection()
+        assert client.setOption("exceptions", timeout=0.3) is True
+        assert client.active_connections == [conn]
+        thread = _serve(worker, 3, lambda job: job.sendWorkComplete(job.arguments[::-1]))
+        for arg in (b"abc", b"de", b"f"):
+            job = gear.Job("rev", arg)
+            client.submitJob(job, timeout=T)
+            assert job.wait(T) and job.data == [arg[::-1]]
+        thread.join(T)
+        assert client.active_connections == [conn]
+    finally:
+        worker.shutdown()
+        client.shutdown()
