@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import logging.config
+import os
 import shlex
 import shutil
 import signal
@@ -432,3 +433,33 @@ def test_missing_distribution_message_as_documented() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == shown
+
+
+# -- monitoring -------------------------------------------------------------------
+
+
+def test_statsd_metrics_as_documented(geard_procs: list[subprocess.Popen[bytes]]) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((LOOPBACK, 0))
+    udp.settimeout(10)
+    port = free_port()
+    env = {
+        **os.environ,
+        "STATSD_HOST": LOOPBACK,
+        "STATSD_PORT": str(udp.getsockname()[1]),
+        "STATSD_PREFIX": "gearman",
+    }
+    proc = subprocess.Popen(
+        [tool("geard"), "-d", "--listen-address", LOOPBACK, "-p", str(port)], env=env
+    )
+    geard_procs.append(proc)
+    wait_for_port(LOOPBACK, port, proc=proc)
+    run_example("background.py", LOOPBACK, port)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 20
+    while not {"gearman.packet.SUBMIT_JOB_BG", "gearman.queue.total"} <= seen:
+        assert time.monotonic() < deadline, f"metrics seen: {sorted(seen)}"
+        line = udp.recv(4096).decode()
+        for metric in line.splitlines():
+            seen.add(metric.split(":")[0])
+    udp.close()
