@@ -53,6 +53,8 @@ nitpick_ignore = [
     ("py:meth", "AsyncClient.submit"),
     ("py:class", "AsyncWorker"),
     ("py:class", "gear._aio.AsyncConnection"),
+    # Named relative to gear.server.sqlite_store; documented in gear.server.store.
+    ("py:class", "QueueStoreError"),
 ]
 
 autodoc_member_order = "bysource"
