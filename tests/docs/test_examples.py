@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import logging.config
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -463,3 +464,11 @@ def test_statsd_metrics_as_documented(geard_procs: list[subprocess.Popen[bytes]]
         for metric in line.splitlines():
             seen.add(metric.split(":")[0])
     udp.close()
+
+
+def test_every_public_name_is_in_the_reference() -> None:
+    """Each name of the gear facade has an entry in docs/reference."""
+    text = "\n".join(p.read_text() for p in (EXAMPLES.parent / "reference").glob("*.rst"))
+    targets = set(re.findall(r"^\.\. (?:auto\w+|py:\w+):: (gear\.[\w.]+)", text, re.MULTILINE))
+    missing = sorted(name for name in gear.PUBLIC_NAMES if f"gear.{name}" not in targets)
+    assert not missing, f"not documented in docs/reference: {missing}"
