@@ -19,7 +19,7 @@ from fixtures.geard import Geard, RawGearman
 from gear import constants as C
 from gear.codec import encode_packet
 from gear.server import Server
-from gear.server.sqlite_store import SQLiteQueueStore
+from gear.server.sqlite_store import SQLiteQueueStore, _Batch
 from gear.server.store import QueueStoreError, StoredJob
 
 Factory = Callable[..., Geard]
@@ -188,41 +188,49 @@ def test_restart_restores_every_field_and_coalescing(
 
 
 class RecordingStore(SQLiteQueueStore):
-    """Remembers what each flush committed, to check it precedes JOB_CREATED."""
+    """Remembers what each transaction committed, to check it precedes JOB_CREATED."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.committed: set[bytes] = set()
         self.transactions = 0
 
-    def flush(self) -> None:
-        batch = set(self._adds)
-        super().flush()
-        if batch:
-            self.transactions += 1
-            self.committed |= batch
+    def _write(self, batches: list[_Batch]) -> None:
+        super()._write(batches)
+        self.transactions += 1
+        for adds, _, _ in batches:
+            self.committed |= set(adds)
 
 
-def test_job_created_only_after_commit_and_batched(geard_factory: Factory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("windows", [1, 20])
+def test_job_created_only_after_commit_and_batched(
+    geard_factory: Factory, tmp_path: Path, windows: int
+) -> None:
     store = RecordingStore(tmp_path / "q.db")
     geard = geard_factory(queue_store=store)
     n = 500
-    burst = b"".join(encode_packet(C.REQ, C.SUBMIT_JOB_BG, b"b\0\0%d" % i) for i in range(n))
-    with RawGearman(geard.port) as c:
-        c.send_raw(burst)
-        for _ in range(n):
-            handle = c.expect(C.JOB_CREATED)
-            assert handle in store.committed
-    assert store.transactions < n / 5, "writes were not batched per loop turn"
+    with RawGearman(geard.port) as c, RawGearman(geard.port) as other:
+        for w in range(windows):
+            ids = range(w * n // windows, (w + 1) * n // windows)
+            burst = b"".join(encode_packet(C.REQ, C.SUBMIT_JOB_BG, b"b\0\0%d" % i) for i in ids)
+            c.send_raw(burst)
+            other.send(C.ECHO_REQ, b"meanwhile")  # replies without jobs still flow
+            assert other.expect(C.ECHO_RES) == b"meanwhile"
+            for _ in ids:
+                handle = c.expect(C.JOB_CREATED)
+                assert handle in store.committed
+    assert store.transactions <= n / 5, "writes were not batched per loop turn"
+    assert len(store) == n
 
 
 class FailingStore(SQLiteQueueStore):
     fail = False
 
-    def flush(self) -> None:
-        if self.fail and self._adds:
+    def _write(self, batches: list[_Batch]) -> None:
+        if self.fail and any(adds for adds, _, _ in batches):
+            self._failed = batches + self._failed
             raise QueueStoreError("disk full")
-        super().flush()
+        super()._write(batches)
 
 
 def test_failed_commit_sends_no_job_created(geard_factory: Factory, tmp_path: Path) -> None:
@@ -236,6 +244,13 @@ def test_failed_commit_sends_no_job_created(geard_factory: Factory, tmp_path: Pa
     store.fail = False
     with RawGearman(geard.port) as c:
         submit(c, b"f", b"ok again")
+    geard.stop()
+    # The failed batch was kept and written later: nothing is forgotten.
+    again = SQLiteQueueStore(tmp_path / "q.db")
+    try:
+        assert sorted(j.arguments for j in again.load()) == [b"lost", b"ok", b"ok again"]
+    finally:
+        again.close()
 
 
 def test_attempts_survive_restart_and_limit_fails_the_job(

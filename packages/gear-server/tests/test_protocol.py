@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -381,6 +382,10 @@ def test_queue_store_seam(geard_factory) -> None:  # type: ignore[no-untyped-def
     first.stop()
     second = geard_factory(queue_store=store)
     assert set(second.server.jobs) == {h_bg, h_done}
+    with RawGearman(second.port) as c:
+        fresh = submit(c, b"st", b"new", b"", C.SUBMIT_JOB_BG)
+        assert fresh not in (h_bg, h_done)
+        c.admin(b"cancel job " + fresh)
     with worker(second, b"st") as w:
         job = grab(w)
         assert job == [h_bg, b"st", b"u1", b"keep"]
@@ -411,3 +416,15 @@ def test_subclass_hooks_are_called() -> None:
     finally:
         server.shutdown()
     server.shutdown()
+
+
+def test_per_packet_logging_only_at_debug(geard: Geard, caplog: pytest.LogCaptureFixture) -> None:
+    with RawGearman(geard.port) as c:
+        caplog.set_level(logging.INFO, logger="gear.Server")
+        c.send(C.ECHO_REQ, b"quiet")
+        c.expect(C.ECHO_RES)
+        assert not [r for r in caplog.records if "ECHO_REQ" in r.getMessage()]
+        caplog.set_level(logging.DEBUG, logger="gear.Server")
+        c.send(C.ECHO_REQ, b"loud")
+        c.expect(C.ECHO_RES)
+        assert [r for r in caplog.records if "sent ECHO_REQ (4 bytes)" in r.getMessage()]

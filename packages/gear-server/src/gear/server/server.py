@@ -336,6 +336,9 @@ class Server:
         self.queue_store = queue_store
         self.shutdown_timeout = shutdown_timeout
         self._store_dirty = False
+        self._committing = False
+        self._commit_gen = 0
+        self._held: dict[GeardConnection, bytes] = {}
 
         self.jobs: dict[bytes, ServerJob] = {}
         self.functions: set[bytes] = set()
@@ -579,6 +582,13 @@ class Server:
         self.log.info("Shutting down")
         if self._aserver is not None:
             self._aserver.close()
+        if self._committing:  # finish the commit in flight here and now
+            self._committing = False
+            held, self._held = self._held, {}
+            if self._commit_store():
+                for conn, data in held.items():
+                    if not conn.closed:
+                        self._write(conn, data)
         self._flush()
         for conn in list(self._connections):
             conn.closed = True
@@ -806,15 +816,19 @@ class Server:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._committing:
+            return  # replies wait for the commit in flight; _committed flushes again
         dirty, self._dirty = self._dirty, []
-        if self._store_dirty and not self._commit_store():
-            for conn in dirty:
-                conn.out.clear()
-                conn.closed = True
-                if conn.transport is not None:
-                    conn.transport.abort()
-            return
-        limit = self.max_output_buffer
+        if self._store_dirty:
+            if self._start_commit(dirty):
+                return
+            if not self._commit_store():
+                for conn in dirty:
+                    conn.out.clear()
+                    conn.closed = True
+                    if conn.transport is not None:
+                        conn.transport.abort()
+                return
         for conn in dirty:
             out = conn.out
             if conn.closed or not out:
@@ -822,23 +836,80 @@ class Server:
                 continue
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            transport = conn.transport
-            assert transport is not None
-            transport.write(data)
-            if transport.get_write_buffer_size() > limit:
-                self.log.warning(
-                    "Disconnecting %s: more than %d bytes queued and not read", conn.host, limit
-                )
+            self._write(conn, data)
+
+    def _write(self, conn: GeardConnection, data: bytes) -> None:
+        transport = conn.transport
+        assert transport is not None
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.max_output_buffer:
+            self.log.warning(
+                "Disconnecting %s: more than %d bytes queued and not read",
+                conn.host,
+                self.max_output_buffer,
+            )
+            conn.closed = True
+            transport.abort()
+
+    def _start_commit(self, dirty: list[GeardConnection]) -> bool:
+        """Commit the store on its writer thread, holding this turn's replies.
+
+        Group commit: while SQLite writes, the loop keeps reading; the next
+        turns' replies wait behind this commit and their jobs form the next,
+        larger batch. False if the store only flushes synchronously.
+        """
+        store = self.queue_store
+        if store is None or self._stopping:
+            return False
+        self._commit_gen += 1
+        gen, loop = self._commit_gen, self.loop
+
+        def done(error: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(self._committed, gen, error)
+            except RuntimeError:
+                pass  # the loop is closed: the server stopped meanwhile
+
+        if not store.flush_async(done):
+            return False
+        self._store_dirty = False
+        self._committing = True
+        held = self._held
+        for conn in dirty:
+            out = conn.out
+            if out and not conn.closed:
+                held[conn] = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+        return True
+
+    def _committed(self, gen: int, error: BaseException | None) -> None:
+        if gen != self._commit_gen or not self._committing:
+            return  # _stop finished this commit synchronously
+        self._committing = False
+        held, self._held = self._held, {}
+        if error is not None:
+            self._store_dirty = True  # the store keeps the batch for the next flush
+            self.log.error("Queue store write failed: %s; dropping the held replies", error)
+            for conn in held:
                 conn.closed = True
-                transport.abort()
+                if conn.transport is not None:
+                    conn.transport.abort()
+            self.loop.call_later(0.5, self._store_changed)  # retry, but do not spin
+            return
+        for conn, data in held.items():
+            if not conn.closed:
+                self._write(conn, data)
+        if self._dirty or self._store_dirty:
+            self._flush()
 
     def _close(self, conn: GeardConnection) -> None:
         """Close after writing what is queued for the peer."""
         if conn.closed or conn.transport is None:
             return
-        if conn.out:
-            if not self._store_dirty or self._commit_store():
-                conn.transport.write(b"".join(conn.out))
+        held = self._held.pop(conn, b"") if self._held else b""
+        if conn.out or held:
+            if not (self._store_dirty or self._committing) or self._commit_store():
+                conn.transport.write(held + b"".join(conn.out))
             conn.out.clear()
         conn.closed = True
         conn.transport.close()
@@ -864,11 +935,20 @@ class Server:
             return
         dispatch = self._dispatch
         counts = self._packet_counts if self.statsd is not None else None
+        debug = self.log.isEnabledFor(logging.DEBUG)
         for event in events:
             if conn.closed:
                 return
             if type(event) is Frame:
                 magic, ptype, payload = event
+                if debug:
+                    self.log.debug(
+                        "%s:%d sent %s (%d bytes)",
+                        conn.host,
+                        conn.port,
+                        C.types.get(ptype, ptype),
+                        len(payload),
+                    )
                 handler = dispatch.get(ptype)
                 if magic != _REQ or handler is None:
                     self._unexpected(conn, magic, ptype)
@@ -1130,6 +1210,9 @@ class Server:
                 self.max_handle = int(tail)
             if stored.handle in self.jobs:
                 continue
+            number = stored.handle.rsplit(b":", 1)[-1]
+            if number.isdigit():
+                self.max_handle = max(self.max_handle, int(number))
             fq = self._function(stored.name)
             job = ServerJob(stored.handle, stored.name, stored.arguments, None, stored.unique)
             job.priority = PRIORITY_INDEX.get(stored.precedence, 1)

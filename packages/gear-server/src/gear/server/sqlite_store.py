@@ -6,10 +6,12 @@ Why it looks the way it does:
   gearmand's libsqlite3 queue does: gear's Client submits with an empty
   unique id by default, and keying on it would keep only one such job per
   function across a restart.
-* Changes are buffered in memory and written by :meth:`flush`, which the
-  server calls once per event-loop turn *before* it writes that turn's
-  replies: every job that arrived together costs one transaction, and a
-  client never hears JOB_CREATED for a job that is not committed.
+* Changes are buffered in memory and committed once per event-loop turn,
+  *before* the server writes that turn's replies: every job that arrived
+  together costs one transaction, and a client never hears JOB_CREATED for
+  a job that is not committed. The commit runs on a writer thread
+  (:meth:`flush_async`) while the loop reads the next jobs, so under load
+  batches grow and the loop thread pays little for durability.
 * WAL journal with ``synchronous=FULL`` by default: a commit survives a
   ``kill -9`` and a power cut. ``synchronous="NORMAL"`` survives the
   process dying but may lose the last commits on a power cut.
@@ -21,9 +23,10 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from gear.server.store import QueueStore, QueueStoreError, StoredJob
@@ -57,6 +60,10 @@ _SELECT = (
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
+_Batch = tuple[dict[bytes, StoredJob], set[bytes], dict[bytes, int]]
+"""Buffered adds, removes and attempt updates, applied in that order."""
+
+
 def _row(j: StoredJob) -> tuple[object, ...]:
     return (j.handle, j.name, j.unique, j.precedence, j.arguments, j.when, j.attempts)
 
@@ -81,6 +88,9 @@ class SQLiteQueueStore(QueueStore):
         self._adds: dict[bytes, StoredJob] = {}
         self._removes: set[bytes] = set()
         self._attempts: dict[bytes, int] = {}
+        self._failed: list[_Batch] = []
+        self._inflight: concurrent.futures.Future[None] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         try:
             self._db = self._open(synchronous.upper())
@@ -159,37 +169,82 @@ class SQLiteQueueStore(QueueStore):
     @property
     def pending(self) -> bool:
         """True if there are changes :meth:`flush` has not written yet."""
-        return bool(self._adds or self._removes or self._attempts)
+        return bool(self._adds or self._removes or self._attempts or self._failed)
 
-    def flush(self) -> None:
-        """Write every buffered change in one transaction.
+    def _take(self) -> list[_Batch]:
+        """Hand the buffered changes (after any that failed before) to a writer."""
+        batches = self._failed
+        if self._adds or self._removes or self._attempts:
+            batches.append((self._adds, self._removes, self._attempts))
+            self._adds, self._removes, self._attempts = {}, set(), {}
+        self._failed = []
+        return batches
 
-        On failure nothing is forgotten: the changes stay buffered for the
-        next flush and :class:`QueueStoreError` tells the server not to
-        acknowledge the jobs.
+    def _write(self, batches: list[_Batch]) -> None:
+        """Apply ``batches`` in order in one transaction (any thread, one at a time).
+
+        On failure they are kept, to be written first by the next flush.
         """
-        if not (self._adds or self._removes or self._attempts):
-            return
         db = self.db
         try:
             db.execute("BEGIN")
             try:
-                if self._adds:
-                    db.executemany(_INSERT, [_row(j) for j in self._adds.values()])
-                if self._removes:
-                    db.executemany(_DELETE, [(h,) for h in self._removes])
-                if self._attempts:
-                    db.executemany(_UPDATE, [(n, h) for h, n in self._attempts.items()])
+                for adds, removes, attempts in batches:
+                    if adds:
+                        db.executemany(_INSERT, [_row(j) for j in adds.values()])
+                    if removes:
+                        db.executemany(_DELETE, [(h,) for h in removes])
+                    if attempts:
+                        db.executemany(_UPDATE, [(n, h) for h, n in attempts.items()])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
+            self._failed = batches + self._failed
             raise QueueStoreError("cannot write queue file %s: %s" % (self.path, e)) from e
-        self._adds.clear()
-        self._removes.clear()
-        self._attempts.clear()
+        except BaseException:
+            self._failed = batches + self._failed
+            raise
+
+    def _wait(self) -> None:
+        """Let the commit in flight on the writer thread end (its error is kept)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            concurrent.futures.wait([inflight])
+
+    def flush(self) -> None:
+        """Write every buffered change in one transaction, now.
+
+        On failure nothing is forgotten: the changes stay buffered for the
+        next flush and :class:`QueueStoreError` tells the server not to
+        acknowledge the jobs.
+        """
+        self._wait()
+        if self.pending:
+            self._write(self._take())
+
+    def flush_async(self, done: Callable[[BaseException | None], None]) -> bool:
+        """Commit the buffered changes on a writer thread; ``done(error)`` runs there.
+
+        While SQLite commits (it releases the GIL), the event loop goes on
+        reading the next jobs, which makes the next batch larger: group
+        commit. The server starts one at a time and writes the held replies
+        only when ``done`` reports success.
+        """
+        if self._inflight is not None and not self._inflight.done():
+            raise RuntimeError("a flush is already in flight")
+        self._inflight = None
+        if not self.pending:
+            return False
+        batches = self._take()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, "geard-queue-file")
+        future = self._executor.submit(self._write, batches)
+        self._inflight = future
+        future.add_done_callback(lambda f: done(f.exception()))
+        return True
 
     def load(self) -> Iterable[StoredJob]:
         """Return every stored job in submission order (FIFO survives)."""
@@ -227,6 +282,9 @@ class SQLiteQueueStore(QueueStore):
         except (sqlite3.Error, QueueStoreError):
             pass  # whatever was acknowledged is already committed
         finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
             self._db = None
             db.close()
 

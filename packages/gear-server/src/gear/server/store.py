@@ -11,7 +11,7 @@ are gone after a restart, as with the C gearmand.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 __all__ = ["StoredJob", "QueueStore", "QueueStoreError", "MemoryQueueStore"]
@@ -63,6 +63,15 @@ class QueueStore(abc.ABC):
         replies of that turn, so no client hears JOB_CREATED for a job that
         is not on disk yet. Raises :class:`QueueStoreError` on failure.
         """
+
+    def flush_async(self, done: Callable[[BaseException | None], None]) -> bool:
+        """Start committing on another thread; False (the default) if not supported.
+
+        When it returns True the server holds the replies of the turn until
+        ``done(error)`` is called (from any thread) and sends them only if
+        ``error`` is None; it starts at most one such flush at a time.
+        """
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources at server shutdown."""
