@@ -40,6 +40,8 @@ from gear import constants as C
 from gear.codec import Decoder, Frame, encode_packet
 
 GEAR016_VENV = Path("/tmp/gear016-bench-venv")
+UVLOOP_VENV = Path("/tmp/geard-uvloop-bench-venv")
+REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -87,6 +89,20 @@ def ensure_gear016() -> Path:
             [str(GEAR016_VENV / "bin" / "pip"), "install", "-q", "gear==0.16.0"], check=True
         )
     return geard
+
+
+def ensure_uvloop_geard() -> Path:
+    """A venv with uvloop and this checkout's gear-server (reinstalled each run)."""
+    python = UVLOOP_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(UVLOOP_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "uvloop"], check=True)
+    packages = [str(REPO / "packages" / name) for name in ("gear-core", "gear-acl", "gear-server")]
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", *packages],
+        check=True,
+    )
+    return python
 
 
 @dataclass
@@ -137,6 +153,15 @@ def make_servers(names: list[str], tmp: Path) -> list[ServerProcess]:
                     "geard",
                     lambda p: [sys.executable, "-m", "gear.cmd.geard", "-d", "-p", str(p),
                                "--listen-address", HOST, "--log-config", str(quiet)],
+                )
+            )  # fmt: skip
+        elif name == "geard-uvloop":
+            python = str(ensure_uvloop_geard())
+            servers.append(
+                ServerProcess(
+                    "geard+uvloop",
+                    lambda p, py=python: [py, "-m", "gear.cmd.geard", "-d", "-p", str(p),
+                                          "--listen-address", HOST, "--log-config", str(quiet)],
                 )
             )  # fmt: skip
         elif name == "gearmand":
@@ -471,7 +496,7 @@ def fmt(value: float | str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", default="geard,gearmand,gear016")
+    parser.add_argument("--servers", default="geard,geard-uvloop,gearmand,gear016")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
     parser.add_argument("--latency-jobs", type=int, default=1000)
     parser.add_argument("--queued", type=int, default=100_000)
@@ -490,15 +515,15 @@ def main() -> None:
 
     columns = list(results)
     rows = list(next(iter(results.values())).values)
-    ours = "geard" if "geard" in results else None
-    others = [c for c in columns if c != ours]
-    header = ["metric", *columns] + (["geard/" + c.split()[0] for c in others] if ours else [])
+    others = [c for c in columns if not c.startswith("geard")]
+    mine = [c for c in columns if c.startswith("geard")]
+    header = ["metric", *columns] + ["%s/%s" % (m, o.split()[0]) for m in mine for o in others]
     lines = [header]
     for row in rows:
         line = [row] + [fmt(results[c].values.get(row, "-")) for c in columns]
-        if ours:
+        for m in mine:
             for other in others:
-                a, b = results[ours].values.get(row), results[other].values.get(row)
+                a, b = results[m].values.get(row), results[other].values.get(row)
                 ratio = "-"
                 if isinstance(a, float) and isinstance(b, float) and b:
                     ratio = "%.2fx" % (a / b)
@@ -514,24 +539,15 @@ def main() -> None:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(out))
     print(
-        "\n%s, %d CPUs, python %s, uvloop %s; fg: 16 clients x 8 in flight, 16 workers, "
-        "%.0fs; ratios: geard / peer (for latency, bytes and CPU-s lower is better)"
+        "\n%s, %d CPUs, python %s; geard: stock asyncio loop; "
+        "fg: 16 clients x 8 in flight, 16 workers, %.0fs; ratios: ours / peer (for latency, bytes and CPU-s lower is better)"
         % (
             os.uname().sysname,
             os.cpu_count() or 0,
             sys.version.split()[0],
-            "yes" if _has_uvloop() else "no",
             args.duration,
         )
     )
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":
