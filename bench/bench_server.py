@@ -540,7 +540,8 @@ def main() -> None:
     print("\n".join(out))
     print(
         "\n%s, %d CPUs, python %s; geard: stock asyncio loop; "
-        "fg: 16 clients x 8 in flight, 16 workers, %.0fs; ratios: ours / peer (for latency, bytes and CPU-s lower is better)"
+        "fg: 16 clients x 8 in flight, 16 workers, %.0fs; "
+        "ratios: ours / peer (for latency, bytes and CPU-s lower is better)"
         % (
             os.uname().sysname,
             os.cpu_count() or 0,
