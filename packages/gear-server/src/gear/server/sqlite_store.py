@@ -2,10 +2,12 @@
 
 Why it looks the way it does:
 
-* One row per job keyed by its **handle**, not by function + unique as
-  gearmand's libsqlite3 queue does: gear's Client submits with an empty
+* One row per job, identified by its **handle**, not by function + unique
+  as gearmand's libsqlite3 queue does: gear's Client submits with an empty
   unique id by default, and keying on it would keep only one such job per
-  function across a restart.
+  function across a restart. The row's primary key is a submission
+  sequence number (FIFO order on reload; deletes by integer key), mapped
+  from the handle in memory, so inserts maintain no second index.
 * Changes are buffered in memory and committed once per event-loop turn,
   *before* the server writes that turn's replies: every job that arrived
   together costs one transaction, and a client never hears JOB_CREATED for
@@ -39,7 +41,7 @@ _APPLICATION_ID = 0x67656172  # "gear": marks the file as ours
 _SCHEMA = """
 CREATE TABLE jobs (
     seq INTEGER PRIMARY KEY,
-    handle BLOB NOT NULL UNIQUE,
+    handle BLOB NOT NULL,
     function BLOB NOT NULL,
     uniq BLOB,
     priority INTEGER NOT NULL,
@@ -49,23 +51,44 @@ CREATE TABLE jobs (
 )
 """
 _INSERT = (
-    "INSERT OR REPLACE INTO jobs (handle, function, uniq, priority, payload, run_at, attempts)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO jobs"
+    " (seq, handle, function, uniq, priority, payload, run_at, attempts) VALUES "
 )
-_DELETE = "DELETE FROM jobs WHERE handle = ?"
-_UPDATE = "UPDATE jobs SET attempts = ? WHERE handle = ?"
+_DELETE = "DELETE FROM jobs WHERE seq IN "
+_CHUNKS = (256, 64, 16, 4, 1)
+"""Rows per multi-row statement: few distinct statements, so all stay cached;
+one statement per chunk means SQLite releases the GIL once per chunk, not
+once per row, which matters while the event loop thread wants it."""
+_UPDATE = "UPDATE jobs SET attempts = ? WHERE seq = ?"
 _SELECT = (
     "SELECT handle, function, uniq, priority, payload, run_at, attempts FROM jobs ORDER BY seq"
 )
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-_Batch = tuple[dict[bytes, StoredJob], set[bytes], dict[bytes, int]]
-"""Buffered adds, removes and attempt updates, applied in that order."""
+_Batch = tuple[dict[bytes, tuple[int, StoredJob]], set[int], dict[int, int]]
+"""Buffered adds (handle -> (seq, job)), removes (seqs) and attempt updates
+(seq -> attempts), applied in that order."""
 
 
-def _row(j: StoredJob) -> tuple[object, ...]:
-    return (j.handle, j.name, j.unique, j.precedence, j.arguments, j.when, j.attempts)
+def _chunked(
+    db: sqlite3.Connection, head: str, row: str, tail: str, width: int, params: list[object]
+) -> None:
+    """Run ``head`` + ``row``,``row``... + ``tail`` over ``params`` (``width`` per row)."""
+    total = len(params) // width
+    done = 0
+    for size in _CHUNKS:
+        sql = head + ",".join([row] * size) + tail
+        while total - done >= size:
+            db.execute(sql, params[done * width : (done + size) * width])
+            done += size
+
+
+def _insert(db: sqlite3.Connection, jobs: Iterable[tuple[int, StoredJob]]) -> None:
+    params: list[object] = []
+    for seq, j in jobs:
+        params += (seq, j.handle, j.name, j.unique, j.precedence, j.arguments, j.when, j.attempts)
+    _chunked(db, _INSERT, "(?,?,?,?,?,?,?,?)", "", 8, params)
 
 
 class SQLiteQueueStore(QueueStore):
@@ -85,9 +108,11 @@ class SQLiteQueueStore(QueueStore):
         self.lock_timeout = lock_timeout
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError("synchronous must be one of %s" % ", ".join(_SYNC_MODES))
-        self._adds: dict[bytes, StoredJob] = {}
-        self._removes: set[bytes] = set()
-        self._attempts: dict[bytes, int] = {}
+        self._adds: dict[bytes, tuple[int, StoredJob]] = {}
+        self._removes: set[int] = set()
+        self._attempts: dict[int, int] = {}
+        self._seqs: dict[bytes, int] = {}
+        self._next_seq = 1
         self._failed: list[_Batch] = []
         self._inflight: concurrent.futures.Future[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -141,6 +166,11 @@ class SQLiteQueueStore(QueueStore):
         problems = [r[0] for r in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError("integrity check failed: %s" % "; ".join(problems[:3]))
+        for seq, handle in db.execute("SELECT seq, handle FROM jobs"):
+            if not isinstance(handle, bytes) or handle in self._seqs:
+                raise sqlite3.DatabaseError("malformed or duplicate job handle %r" % (handle,))
+            self._seqs[handle] = seq
+            self._next_seq = max(self._next_seq, seq + 1)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -151,20 +181,26 @@ class SQLiteQueueStore(QueueStore):
     # -- QueueStore ----------------------------------------------------
 
     def add(self, job: StoredJob) -> None:
-        self._removes.discard(job.handle)
-        self._adds[job.handle] = job
+        seq = self._seqs.get(job.handle)
+        if seq is None:
+            seq = self._seqs[job.handle] = self._next_seq
+            self._next_seq += 1
+        self._adds[job.handle] = (seq, job)
 
     def remove(self, handle: bytes) -> None:
-        self._attempts.pop(handle, None)
+        seq = self._seqs.pop(handle, None)
+        if seq is None:
+            return
+        self._attempts.pop(seq, None)
         if self._adds.pop(handle, None) is None:
-            self._removes.add(handle)
+            self._removes.add(seq)
 
     def retried(self, handle: bytes, attempts: int) -> None:
         pending = self._adds.get(handle)
         if pending is not None:
-            self._adds[handle] = replace(pending, attempts=attempts)
-        else:
-            self._attempts[handle] = attempts
+            self._adds[handle] = (pending[0], replace(pending[1], attempts=attempts))
+        elif handle in self._seqs:
+            self._attempts[self._seqs[handle]] = attempts
 
     @property
     def pending(self) -> bool:
@@ -191,9 +227,9 @@ class SQLiteQueueStore(QueueStore):
             try:
                 for adds, removes, attempts in batches:
                     if adds:
-                        db.executemany(_INSERT, [_row(j) for j in adds.values()])
+                        _insert(db, adds.values())
                     if removes:
-                        db.executemany(_DELETE, [(h,) for h in removes])
+                        _chunked(db, _DELETE + "(", "?", ")", 1, list(removes))
                     if attempts:
                         db.executemany(_UPDATE, [(n, h) for h, n in attempts.items()])
                 db.execute("COMMIT")
