@@ -43,6 +43,7 @@ nitpick_ignore = [
     # appears in signatures but is not part of the documented API.
     ("py:class", "GeardConnection"),
     ("py:func", "re.match"),
+    ("py:func", "dataclasses.replace"),
     # gear.acl.load_acl_file's docstring names ACL and ACLError relative to
     # gear.acl; they are documented as gear.ACL and gear.ACLError.
     ("py:class", "ACL"),
