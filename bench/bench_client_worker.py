@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=1, help="submitting threads")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs; medians shown")
+    parser.add_argument(
+        "--stock-jobs",
+        type=int,
+        default=200,
+        help="jobs for stock 0.16 (about 23/s: Nagle and delayed ACKs bound it)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
@@ -197,31 +205,39 @@ def main() -> None:
                         raise
                     time.sleep(0.05)
             nodelay_env = dict(theirs_env, BENCH_NODELAY="1")
-            results = {
-                "gear (this repo)": run_side(
-                    sys.executable, ours_env, port, args.jobs, args.clients, True
-                ),
-                "gear 0.16.0": run_side(
-                    old_python, theirs_env, port, args.jobs, args.clients, False
-                ),
-                "gear 0.16.0+NODELAY": run_side(
-                    old_python, nodelay_env, port, args.jobs, args.clients, False
-                ),
-            }
+            sides = [
+                ("gear (this repo)", sys.executable, ours_env, args.jobs, True),
+                ("gear 0.16.0", old_python, theirs_env, min(args.jobs, args.stock_jobs), False),
+                ("gear 0.16.0+NODELAY", old_python, nodelay_env, args.jobs, False),
+            ]
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in sides}
+            for _ in range(args.repeat):
+                for name, python, env, jobs, ours in sides:
+                    runs[name].append(run_side(python, env, port, jobs, args.clients, ours))
         finally:
             gearmand.terminate()
             gearmand.wait()
+    results = {
+        name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+        for name, rs in runs.items()
+    }
     ours = results["gear (this repo)"]
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"median": results, "runs": runs}, indent=2))
     print(
-        "foreground jobs through gearmand -t 0, %d jobs, %d client thread(s)"
-        % (args.jobs, args.clients)
+        "foreground jobs through gearmand -t 0, %d client thread(s), median of %d interleaved runs"
+        % (args.clients, args.repeat)
     )
     for name, r in results.items():
         print(
-            "  %-20s %8.0f jobs/s  %.3f ms CPU/job (client %.3f)"
-            % (name, r["jobs_per_s"], r["cpu_ms_per_job_total"], r["cpu_ms_per_job_client"])
+            "  %-20s %6d jobs %8.0f jobs/s  %.3f ms CPU/job (client %.3f)"
+            % (
+                name,
+                r["jobs"],
+                r["jobs_per_s"],
+                r["cpu_ms_per_job_total"],
+                r["cpu_ms_per_job_client"],
+            )
         )
     for name in ("gear 0.16.0", "gear 0.16.0+NODELAY"):
         theirs = results[name]

@@ -71,7 +71,10 @@ class Harness:
                     if not worker.running:
                         return
                     continue
-                handler(job)
+                try:
+                    handler(job)
+                except OSError:
+                    continue  # the job's server went away (failover tests)
 
         thread = threading.Thread(target=loop, daemon=True)
         thread.start()

@@ -563,3 +563,24 @@ def test_disconnect_ends_waits(server: Any, harness: Any) -> None:
         job.wait(T)
     assert disconnected == [job]
     assert not job.complete
+
+
+def test_report_timing_stats_hook(server: Any, harness: Any) -> None:
+    timings: list[tuple[int, float]] = []
+
+    class Timed(gear.Client):
+        def reportTimingStats(self, ptype: int, duration: float) -> None:
+            timings.append((ptype, duration))
+
+    worker = harness.worker(server, functions=("reverse",))
+    harness.serve(worker, reverse)
+    client = Timed("timed")
+    harness.objects.append(client)
+    client.addServer(server.host, server.port)
+    client.waitForServer(T)
+    job = gear.Job("reverse", b"ab")
+    client.submitJob(job)
+    assert job.wait(T)
+    types = [ptype for ptype, _ in timings]
+    assert gear.constants.JOB_CREATED in types and gear.constants.WORK_COMPLETE in types
+    assert all(isinstance(d, float) and d >= 0 for _, d in timings)

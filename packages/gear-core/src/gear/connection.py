@@ -190,8 +190,11 @@ class Connection:
         while view:
             try:
                 sent = self.conn.send(view)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                select.select([self.conn], [self.conn], [], 1.0)
+            except ssl.SSLWantReadError:
+                select.select([self.conn], [], [], 1.0)
+                continue
+            except ssl.SSLWantWriteError:
+                select.select([], [self.conn], [], 1.0)
                 continue
             view = view[sent:]
 
