@@ -199,7 +199,7 @@ class Worker(BaseClient):
             self._sendType(conn, ptype)
 
     def _wanted(self) -> int:
-        return self.waiting_for_jobs - self.job_queue.qsize()
+        return self.waiting_for_jobs - len(self.job_queue.queue)
 
     def _updateStateMachines(self) -> None:
         """Ask IDLE servers for work while someone waits (job_lock held)."""
