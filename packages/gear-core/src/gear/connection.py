@@ -191,7 +191,7 @@ class Connection:
             try:
                 sent = self.conn.send(view)
             except ssl.SSLWantReadError:
-                select.select([self.conn], [], [], 1.0)
+                select.select([self.conn], [self.conn], [], 1.0)
                 continue
             except ssl.SSLWantWriteError:
                 select.select([], [self.conn], [], 1.0)
