@@ -82,7 +82,8 @@ def run_async_client(port: int, in_flight: int, duration: float) -> None:
                 nonlocal done
                 while True:
                     job = await client.submit("echo", PAYLOAD)
-                    await job
+                    if await job != PAYLOAD:
+                        raise AssertionError("wrong result")
                     now = loop.time()
                     if now >= stop:
                         return
@@ -140,6 +141,8 @@ def run_threaded_client(port: int, in_flight: int, duration: float) -> None:
             job.finished = threading.Event()
             client.submitJob(job)
             job.finished.wait()
+            if b"".join(job.data) != PAYLOAD:
+                raise AssertionError("wrong result")
             now = time.monotonic()
             if now >= stop:
                 return

@@ -275,3 +275,40 @@ def test_send_after_disconnect_raises(server: Any) -> None:
                 job.send_data(12)
 
     run(main())
+
+
+def test_pipelined_grab_rules() -> None:
+    from gear.worker import protocol as p
+
+    assert p.pipelined_demand(p.IDLE, 3) == (p.GRAB_WAIT, 3)
+    assert p.pipelined_demand(p.GRAB_WAIT, 2) == (p.GRAB_WAIT, 2)
+    assert p.pipelined_demand(p.GRAB_DRAIN, 2) == (p.GRAB_DRAIN, 0)
+    assert p.pipelined_demand(p.SLEEP, 2) == (p.SLEEP, 0)
+    assert p.pipelined_demand(p.IDLE, 0) == (p.IDLE, 0)
+    # Answers while other grabs are outstanding.
+    assert p.pipelined_reply(p.GRAB_WAIT, 2, no_job=False) == (p.GRAB_WAIT, None)
+    assert p.pipelined_reply(p.GRAB_WAIT, 2, no_job=True) == (p.GRAB_DRAIN, None)
+    assert p.pipelined_reply(p.GRAB_DRAIN, 1, no_job=False) == (p.GRAB_DRAIN, None)
+    # The last answer decides: a job means ask again, NO_JOB means sleep.
+    assert p.pipelined_reply(p.GRAB_DRAIN, 0, no_job=False) == (p.IDLE, None)
+    assert p.pipelined_reply(p.GRAB_WAIT, 0, no_job=True) == (p.SLEEP, gear.constants.PRE_SLEEP)
+    assert p.pipelined_reply(p.GRAB_DRAIN, 0, no_job=True) == (p.SLEEP, gear.constants.PRE_SLEEP)
+    assert p.pipelined_reply(p.IDLE, 0, no_job=True) == (p.IDLE, None)
+
+
+def test_many_waiters_are_served_by_pipelined_grabs(server: Any) -> None:
+    async def main() -> None:
+        async with connected(server, "pipe") as (worker, client):
+            for i in range(40):
+                await client.submit("pipe", b"%d" % i, background=True)
+            got = await asyncio.gather(*[worker.get_job(timeout=T) for _ in range(40)])
+            assert sorted(int(job.arguments) for job in got) == list(range(40))
+            for job in got:
+                job.complete()
+            # Nothing more to do: the connection settles asleep.
+            waiter = asyncio.create_task(worker.get_job(timeout=T))
+            await wait_until(lambda: worker.active_connections[0].state == "SLEEP")
+            await client.submit("pipe", b"wake")
+            assert (await waiter).arguments == b"wake"
+
+    run(main())

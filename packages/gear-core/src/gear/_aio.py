@@ -74,6 +74,8 @@ class AsyncConnection(asyncio.Protocol):
         self.related_jobs: dict[bytes, Any] = {}
         #: Worker: the grab state (gear.worker.protocol).
         self.state = "INIT"
+        #: Worker: GRAB_JOB_UNIQ requests not answered yet.
+        self.grabs = 0
 
     def __repr__(self) -> str:
         return "<gear.AsyncConnection 0x%x host: %s port: %s>" % (id(self), self.host, self.port)

@@ -2,11 +2,15 @@
 
 A thin face over the same pieces as the threaded :class:`gear.Worker`:
 gear-core's codec frames the bytes and :mod:`gear.worker.protocol` holds the
-PRE_SLEEP/NOOP/GRAB_JOB_UNIQ state machine, the assignment parser and the
-CAN_DO and WORK_* payloads. "Wanting a job" means a task waiting in
+grab state machine, the assignment parser and the CAN_DO and WORK_*
+payloads. "Wanting a job" means a task waiting in
 :meth:`AsyncWorker.get_job` (directly, through :meth:`~AsyncWorker.jobs` or
 through a :meth:`~AsyncWorker.serve` slot), exactly as a thread waiting in
-``getJob`` does for the threaded worker.
+``getJob`` does for the threaded worker. Unlike the threaded worker, which
+keeps gear 0.16's one grab per connection, it sends one GRAB_JOB_UNIQ per
+wanted job without waiting for the previous answer (the pipelined rules of
+:mod:`gear.worker.protocol`), so ``serve(concurrency=N)`` does not pay a
+server round trip per job.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gear.worker.worker import FunctionRecord
 __all__ = ["AsyncWorker", "AsyncWorkerJob", "Handler"]
 
 _REQ = constants.REQ
+_GRAB = encode_packet(_REQ, constants.GRAB_JOB_UNIQ)
 
 #: A :meth:`AsyncWorker.serve` handler: its return value (bytes, str or
 #: None) becomes the WORK_COMPLETE payload unless it ended the job itself.
@@ -297,8 +302,8 @@ class AsyncWorker(AsyncBase):
     async def stop(self) -> None:
         """Stop taking jobs, let :meth:`serve` finish the ones it has, then return.
 
-        Waits (up to ``grab_wait_timeout`` per server) for outstanding
-        GRAB_JOB_UNIQ requests to be answered, so a job assigned meanwhile
+        Waits (up to ``grab_wait_timeout``) for outstanding GRAB_JOB_UNIQ
+        requests to be answered, so a job assigned meanwhile
         still runs, then interrupts every :meth:`get_job` waiter with
         :class:`gear.InterruptedError`. The worker stays connected and can
         serve again afterwards.
@@ -309,7 +314,7 @@ class AsyncWorker(AsyncBase):
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.grab_wait_timeout
             while True:
-                stuck = [c for c in self.active_connections if c.state == protocol.GRAB_WAIT]
+                stuck = [c for c in self.active_connections if c.grabs]
                 if not stuck:
                     break
                 if loop.time() > deadline:
@@ -356,9 +361,34 @@ class AsyncWorker(AsyncBase):
             conn.send(encode_packet(_REQ, ptype))
 
     def _update(self) -> None:
+        """Spread GRAB_JOB_UNIQ requests over the servers, one per job wanted.
+
+        Like the threaded worker, every idle server is asked once while
+        anything is wanted; the rest of the demand is shared out evenly.
+        """
         wanted = self._wanted()
-        for conn in self.active_connections:
-            self._transition(conn, protocol.on_demand(conn.state, wanted))
+        active = self.active_connections
+        if wanted <= 0:
+            for conn in active:
+                if conn.state == protocol.SLEEP:
+                    conn.state = protocol.IDLE
+            return
+        extra = wanted - sum(conn.grabs for conn in active)
+        eligible = [c for c in active if c.state in (protocol.IDLE, protocol.GRAB_WAIT)]
+        for index, conn in enumerate(eligible):
+            share = -(-extra // (len(eligible) - index)) if extra > 0 else 0
+            if conn.grabs == 0:
+                share = max(share, 1)
+            state, count = protocol.pipelined_demand(conn.state, share)
+            conn.state = state
+            if count and conn.connected:
+                conn.send(_GRAB * count)
+                conn.grabs += count
+                extra -= count
+
+    def _answered(self, conn: AsyncConnection, no_job: bool) -> None:
+        conn.grabs = max(0, conn.grabs - 1)
+        self._transition(conn, protocol.pipelined_reply(conn.state, conn.grabs, no_job))
 
     def _on_connect(self, conn: AsyncConnection) -> None:
         conn.send(encode_packet(_REQ, constants.SET_CLIENT_ID, self.client_id or b""))
@@ -375,7 +405,7 @@ class AsyncWorker(AsyncBase):
         if ptype == constants.JOB_ASSIGN_UNIQ or ptype == constants.JOB_ASSIGN:
             handle, name, unique, arguments = protocol.parse_assignment(ptype, frame.data)
             job = AsyncWorkerJob(handle, name, arguments, unique, conn)
-            self._transition(conn, protocol.on_assign(conn.state))
+            self._answered(conn, no_job=False)
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
@@ -385,9 +415,12 @@ class AsyncWorker(AsyncBase):
                 self._queue.append(job)
             self._update()
         elif ptype == constants.NO_JOB:
-            self._transition(conn, protocol.on_no_job(conn.state))
+            if conn.grabs:
+                self._answered(conn, no_job=True)
         elif ptype == constants.NOOP:
-            self._transition(conn, protocol.on_noop(conn.state, self._wanted()))
+            if conn.state == protocol.SLEEP:
+                conn.state = protocol.IDLE
+                self._update()
         elif ptype == constants.ERROR:
             self.log.error("Received ERROR from %s: %r", conn, frame.data)
         else:
@@ -395,6 +428,7 @@ class AsyncWorker(AsyncBase):
 
     def _on_connection_lost(self, conn: AsyncConnection) -> None:
         conn.state = protocol.INIT
+        conn.grabs = 0
 
 
 AsyncWorker.__module__ = "gear"

@@ -26,6 +26,9 @@ __all__ = [
     "parse_assignment",
     "can_do_packet",
     "work_payload",
+    "GRAB_DRAIN",
+    "pipelined_demand",
+    "pipelined_reply",
 ]
 
 INIT = "INIT"
@@ -97,3 +100,37 @@ def can_do_packet(name: bytes, timeout: Any) -> tuple[int, bytes]:
 
 def work_payload(handle: bytes, data: bytes | bytearray) -> bytes:
     return handle + b"\x00" + bytes(data)
+
+
+# Pipelined grabs (used by the asyncio worker): a connection may have several
+# GRAB_JOB_UNIQ unanswered, one per job still wanted, so a worker that wants
+# N jobs does not pay one server round trip per job. Servers answer grabs in
+# order. After a NO_JOB the connection asks for nothing more until every
+# grab is answered (GRAB_DRAIN); if the last answer was NO_JOB it then
+# sleeps with PRE_SLEEP exactly as in the one-grab machine above.
+
+GRAB_DRAIN = "GRAB_DRAIN"
+
+
+def pipelined_demand(state: str, extra: int) -> tuple[str, int]:
+    """Return the new state and how many more GRAB_JOB_UNIQ to send.
+
+    ``extra`` is how many jobs this connection should ask for beyond its
+    grabs already outstanding. Only IDLE and GRAB_WAIT connections ask.
+    """
+    if extra > 0 and state in (IDLE, GRAB_WAIT):
+        return GRAB_WAIT, extra
+    return state, 0
+
+
+def pipelined_reply(state: str, remaining: int, no_job: bool) -> Transition:
+    """Apply a JOB_ASSIGN(_UNIQ) or NO_JOB answer; ``remaining`` grabs are still unanswered."""
+    if remaining > 0:
+        if no_job and state in (GRAB_WAIT, GRAB_DRAIN):
+            return GRAB_DRAIN, None
+        return state, None
+    if no_job:
+        if state in (GRAB_WAIT, GRAB_DRAIN):
+            return SLEEP, constants.PRE_SLEEP
+        return state, None
+    return IDLE, None
