@@ -164,3 +164,13 @@ def test_tls_refusals(geard_factory: Any, certs: Any, other_ca_certs: Any, harne
     )
     with pytest.raises(gear.GearmanError):
         untrusted.submitJob(gear.Job("reverse", b"x"), timeout=T)
+
+
+def test_refused_submit_names_the_server_error(geard_factory: Any, harness: Any) -> None:
+    from gear.acl import ACL
+
+    server = geard_factory(acl=ACL())
+    client = harness.client(server)
+    with pytest.raises(gear.GearmanError, match="Unable to submit job.*Permission denied"):
+        client.submitJob(gear.Job("anything", b""), timeout=T)
+    assert len(client.active_connections) == 1

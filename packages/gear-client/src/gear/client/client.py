@@ -35,6 +35,12 @@ class _OptionTask(OptionReqTask):
         self.accepted: bool | None = None
 
 
+class _SubmitTask(SubmitJobTask):
+    def __init__(self, job: Any) -> None:
+        super().__init__(job)
+        self.error: str | None = None
+
+
 class _StatusTask(Task):
     def __init__(self, job: Any, conn: Connection) -> None:
         super().__init__()
@@ -125,6 +131,7 @@ class Client(BaseClient):
         if isinstance(job, Job):
             job._reset_wait(bool(background))
         attempted: set[Connection] = set()
+        last_error = ""
         while True:
             with self.connections_condition:
                 if set(self.active_connections) <= attempted:
@@ -133,7 +140,7 @@ class Client(BaseClient):
             if conn in attempted:
                 continue
             attempted.add(conn)
-            task = SubmitJobTask(job)
+            task = _SubmitTask(job)
             job.handle = None
             try:
                 conn.sendPacketWithTask(packet, task)
@@ -148,10 +155,16 @@ class Client(BaseClient):
                 self._lostConnection(conn)
                 continue
             if job.handle is None:
+                if task.error is not None:
+                    last_error = " (last error, from %s:%s: %s)" % (
+                        conn.host,
+                        conn.port,
+                        task.error,
+                    )
                 continue
             job.connection = conn
             return
-        raise GearmanError("Unable to submit job to any connected servers")
+        raise GearmanError("Unable to submit job to any connected servers%s" % (last_error,))
 
     def setOption(self, name: str | bytes, timeout: float | None = 30) -> bool:
         """Ask every connected server to enable option ``name``.
@@ -332,6 +345,11 @@ class Client(BaseClient):
             head = conn.pending_tasks[0]
             if isinstance(head, _OptionTask):
                 head.accepted = False
+            elif isinstance(head, _SubmitTask):
+                head.error = "%s %s" % (
+                    packet.getArgument(0).decode("utf8", "replace"),
+                    packet.getArgument(1, True).rstrip(b"\x00").decode("utf8", "replace"),
+                )
         return super().handleError(packet)
 
 
