@@ -171,6 +171,6 @@ def test_refused_submit_names_the_server_error(geard_factory: Any, harness: Any)
 
     server = geard_factory(acl=ACL())
     client = harness.client(server)
-    with pytest.raises(gear.GearmanError, match="Unable to submit job.*Permission denied"):
+    with pytest.raises(gear.GearmanError, match=r"Unable to submit job.*Permission denied"):
         client.submitJob(gear.Job("anything", b""), timeout=T)
     assert len(client.active_connections) == 1
