@@ -340,3 +340,74 @@ def test_tls_client_and_worker(geard_factory: Any, certs: Any) -> None:
             assert await job.result(T) == b"secret"
 
     run(main())
+
+
+# -- the original gear 0.16.0 as the peer ---------------------------------
+
+GEAR016_WORKER = """
+import sys, gear
+worker = gear.Worker("g016-worker")
+worker.addServer("127.0.0.1", int(sys.argv[1]))
+worker.registerFunction("rev016")
+worker.waitForServer()
+for _ in range(int(sys.argv[2])):
+    job = worker.getJob()
+    job.sendWorkData(b"chunk")
+    job.sendWorkComplete(job.arguments[::-1])
+worker.shutdown()
+"""
+
+GEAR016_CLIENT = """
+import sys, time, gear
+client = gear.Client("g016-client")
+client.addServer("127.0.0.1", int(sys.argv[1]))
+client.waitForServer()
+for i in range(3):
+    job = gear.Job("up", b"abc%d" % i)
+    client.submitJob(job)
+    deadline = time.time() + 10
+    while not job.complete and time.time() < deadline:
+        time.sleep(0.005)
+    assert job.complete and not job.failure, job
+    print(b"".join(job.data).decode())
+client.shutdown()
+"""
+
+
+@pytest.mark.interop
+def test_gear016_worker_serves_async_client(gearmand: Any, gear016: Any) -> None:
+    async def main() -> None:
+        async with client_for(gearmand) as client:
+            loop = asyncio.get_running_loop()
+            peer = loop.run_in_executor(
+                None, lambda: gear016.run(GEAR016_WORKER, str(gearmand.port), "3", timeout=30)
+            )
+            jobs = [await client.submit("rev016", b"%d-xyz" % i) for i in range(3)]
+            assert await asyncio.gather(*[job.result(T) for job in jobs]) == [
+                b"zyx-%d" % i for i in range(3)
+            ]
+            for job in jobs:
+                assert [u async for u in job] == [gear.client.WorkUpdate("data", b"chunk")]
+            await peer
+
+    run(main())
+
+
+@pytest.mark.interop
+def test_gear016_client_submits_to_async_worker(gearmand: Any, gear016: Any) -> None:
+    async def upper(job: Any) -> bytes:
+        return bytes(job.arguments).upper()
+
+    async def main() -> None:
+        async with gear.AsyncWorker("aio-worker") as worker:
+            worker.add_server(gearmand.host, gearmand.port)
+            serve = asyncio.create_task(worker.serve({"up": upper}, concurrency=2))
+            loop = asyncio.get_running_loop()
+            proc = await loop.run_in_executor(
+                None, lambda: gear016.run(GEAR016_CLIENT, str(gearmand.port), timeout=30)
+            )
+            assert proc.stdout.split() == ["ABC0", "ABC1", "ABC2"]
+            await worker.stop()
+            await asyncio.wait_for(serve, T)
+
+    run(main())
