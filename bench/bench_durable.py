@@ -13,7 +13,7 @@ its share of ``--jobs`` SUBMIT_JOB_BG packets with distinct unique ids,
 Prints jobs/s, server CPU-seconds and jobs per server CPU-second, best of
 ``--repeat`` runs, and the ratios the issue asks for. Usage::
 
-    python bench/bench_durable.py [--jobs 100000] [--clients 4] [--window 200]
+    python bench/bench_durable.py [--jobs 100000] [--clients 2] [--window 1000]
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def run_server(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--window", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gearmand", default=shutil.which("gearmand", path="/usr/sbin:/usr/bin"))
     args = parser.parse_args(argv)
