@@ -174,3 +174,32 @@ def test_refused_submit_names_the_server_error(geard_factory: Any, harness: Any)
     with pytest.raises(gear.GearmanError, match=r"Unable to submit job.*Permission denied"):
         client.submitJob(gear.Job("anything", b""), timeout=T)
     assert len(client.active_connections) == 1
+
+
+def test_unreachable_server_does_not_hold_up_others(gearmand: Any, harness: Any) -> None:
+    import socket
+
+    # A listener that never accepts, its backlog full: further SYNs go unanswered.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        client = gear.Client("blackhole")
+        client.connect_timeout = 0.3
+        client.reconnect_delay = 0.05
+        harness.objects.append(client)
+        client.addServer("127.0.0.1", listener.getsockname()[1])
+        client.addServer(gearmand.host, gearmand.port)
+        started = time.monotonic()
+        client.waitForServer(T)
+        assert time.monotonic() - started < 3
+        assert [c.port for c in client.active_connections] == [gearmand.port]
+    finally:
+        for sock in [listener, *fillers]:
+            sock.close()

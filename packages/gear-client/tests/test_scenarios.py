@@ -584,3 +584,24 @@ def test_report_timing_stats_hook(server: Any, harness: Any) -> None:
     types = [ptype for ptype, _ in timings]
     assert gear.constants.JOB_CREATED in types and gear.constants.WORK_COMPLETE in types
     assert all(isinstance(d, float) and d >= 0 for _, d in timings)
+
+
+def test_shutdown_releases_waiting_jobs(server: Any, harness: Any) -> None:
+    client = harness.client(server)
+    job = gear.Job("nobody-serves-this", b"")
+    client.submitJob(job)
+    result: queue.Queue[Any] = queue.Queue()
+
+    def waiter() -> None:
+        try:
+            result.put(job.wait(T))
+        except BaseException as e:
+            result.put(e)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    client.shutdown()
+    thread.join(T)
+    assert isinstance(result.get_nowait(), gear.DisconnectError)
+    with pytest.raises(gear.GearmanError):
+        client.submitJob(gear.Job("f", b""))

@@ -81,9 +81,13 @@ class BaseClientServer:
     ``reconnect_delay`` is how long the connect thread waits after a pass in
     which some server could not be reached (2 s as in gear 0.16; tests lower
     it). It is read before every wait, so it can be changed at any time.
+    ``connect_timeout`` bounds each attempt (10 s), so an unreachable host
+    does not hold up the others; it applies to servers added afterwards.
     """
 
     reconnect_delay: float = 2.0
+    #: Seconds one connection attempt (TCP connect and TLS handshake) may take.
+    connect_timeout: float | None = 10.0
 
     def __init__(self, client_id: str | bytes | None = None) -> None:
         self.client_id: bytes | None = convert_to_bytes(client_id)
@@ -361,11 +365,22 @@ class BaseClientServer:
             if thread is not current:
                 thread.join()
         with self.connections_condition:
+            closing = []
             for conn in self.active_connections + self.inactive_connections:
+                closing.append(
+                    (
+                        conn,
+                        list(conn.related_jobs.values()),
+                        list(conn.pending_tasks),
+                        list(conn.admin_requests),
+                    )
+                )
                 conn.disconnect()
             self.active_connections = []
             self.inactive_connections = []
             self.connections_condition.notify_all()
+        for conn, jobs, tasks, admin in closing:
+            self._onConnectionLost(conn, jobs, tasks, admin)
         for fd in (self.wake_read, self.wake_write):
             try:
                 os.close(fd)
@@ -409,6 +424,7 @@ class BaseClient(BaseClientServer):
                 tcp_keepintvl,
                 tcp_keepcnt,
             )
+            conn.connect_timeout = self.connect_timeout
             self.inactive_connections.append(conn)
             self.connections_condition.notify_all()
 

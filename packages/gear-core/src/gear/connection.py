@@ -52,6 +52,11 @@ def set_keepalive(
 class Connection:
     """One blocking TCP (optionally TLS) connection to a Gearman server."""
 
+    #: Seconds allowed for the TCP connect and TLS handshake (None: the OS
+    #: limit, minutes for an unreachable host). Clients and workers set it so
+    #: one dead server does not hold up reconnecting to the others.
+    connect_timeout: float | None = None
+
     def __init__(
         self,
         host: str | None,
@@ -134,7 +139,9 @@ class Connection:
                 context.load_verify_locations(str(self.ssl_ca))
                 sock = context.wrap_socket(sock, server_hostname=self.host)
             try:
+                sock.settimeout(self.connect_timeout)
                 sock.connect(sockaddr)
+                sock.settimeout(None)
             except OSError as e:
                 last_error = e
                 sock.close()
