@@ -102,6 +102,7 @@ class BaseClientServer:
         self.connection_index = -1
         self.connections_condition = threading.Condition()
         self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_write, False)
         self._poll_dirty = True
         self._handler_cache: dict[int, Callable[[Packet], Any]] = {}
         self._timed = type(self).reportTimingStats is not BaseClientServer.reportTimingStats
