@@ -152,6 +152,30 @@ def test_handler_exception_reaches_client(server: Any) -> None:
     run(main())
 
 
+def test_handler_exception_without_option_fails_job(server: Any) -> None:
+    async def broken(job: Any) -> bytes:
+        raise RuntimeError("no option")
+
+    async def main() -> None:
+        async with serving(server, {"broken": broken}), client_for(server) as client:
+            job = await client.submit("broken", b"")
+            with pytest.raises(JobFailedError):
+                await job.result(T)
+            assert job.failure
+
+    run(main())
+
+
+def test_keepalive_option(server: Any) -> None:
+    async def main() -> None:
+        async with serving(server, {"reverse": reverse}), gear.AsyncClient("ka") as client:
+            client.add_server(server.host, server.port, keepalive=True, tcp_keepidle=60)
+            await client.wait_for_server(T)
+            assert await (await client.submit("reverse", b"ka")).result(T) == b"ak"
+
+    run(main())
+
+
 def test_unknown_option_is_refused_without_breaking_submits(server: Any) -> None:
     async def main() -> None:
         async with serving(server, {"reverse": reverse}), client_for(server) as client:

@@ -37,10 +37,17 @@ __all__ = ["AsyncConnection", "AsyncBase", "ServerAddress"]
 class ServerAddress:
     """A server added with ``add_server``: where to dial and with what TLS."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        keepalive: tuple[int, int, int] | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
+        self.keepalive = keepalive
         self.task: asyncio.Task[None] | None = None
         self.connection: AsyncConnection | None = None
 
@@ -87,7 +94,18 @@ class AsyncConnection(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.server.keepalive is not None:
+                self._set_keepalive(sock, *self.server.keepalive)
         self.connected = True
+
+    def _set_keepalive(self, sock: socket.socket, idle: int, interval: int, count: int) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if not hasattr(socket, "TCP_KEEPIDLE"):
+            self.owner.log.warning("TCP keepalive tuning is not supported on this platform")
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -189,11 +207,16 @@ class AsyncBase:
         ssl_key: str | None = None,
         ssl_cert: str | None = None,
         ssl_ca: str | None = None,
+        keepalive: bool = False,
+        tcp_keepidle: int = 7200,
+        tcp_keepintvl: int = 75,
+        tcp_keepcnt: int = 9,
     ) -> None:
         """Register a server; a background task connects to it (does not block).
 
         TLS is used when ``ssl_key``, ``ssl_cert`` and ``ssl_ca`` (file
-        names) are all given. Raises :class:`gear.ConfigurationError` for a
+        names) are all given; the keepalive options are those of the
+        threaded ``addServer``. Raises :class:`gear.ConfigurationError` for a
         host and port already added.
         """
         port = int(port)
@@ -203,7 +226,8 @@ class AsyncBase:
         context = None
         if ssl_key and ssl_cert and ssl_ca:
             context = load_context(ssl_key, ssl_cert, ssl_ca)
-        server = ServerAddress(host, port, context)
+        tuning = (tcp_keepidle, tcp_keepintvl, tcp_keepcnt) if keepalive else None
+        server = ServerAddress(host, port, context, tuning)
         self.servers.append(server)
         if self._loop is not None and self.running:
             self._spawn(server)

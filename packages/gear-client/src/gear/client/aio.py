@@ -420,7 +420,9 @@ class AsyncClient(AsyncBase):
             job._finish()
 
     def _work_fail(self, conn: AsyncConnection, data: bytes) -> None:
-        job = conn.related_jobs.pop(data, None)
+        # The C gearmand turns WORK_EXCEPTION into "handle\0" for clients
+        # without the exceptions option, so the handle ends at the first NUL.
+        job = conn.related_jobs.pop(protocol.split_handle(data)[0], None)
         if job is not None:
             protocol.apply_work_fail(job)
             job._finish()
