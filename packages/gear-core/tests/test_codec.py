@@ -187,12 +187,51 @@ def test_any_stream_any_chunking(items: list[object], cuts: list[int]) -> None:
             wire += item
             expected.append(AdminLine(item))
     decoder = Decoder()
+    by_callback = Decoder()
     got: list[object] = []
+    called: list[object] = []
     start = 0
     for cut in [*sorted(c % (len(wire) + 1) for c in cuts), len(wire)]:
         got += decoder.receive(wire[start:cut])
+        by_callback.process(
+            bytearray(wire[start:cut]),
+            lambda magic, ptype, data: called.append(Frame(magic, ptype, data)),
+            lambda line: called.append(AdminLine(line)),
+        )
         start = max(start, cut)
     assert got == expected
+    assert called == expected
+    assert all(type(event[-1]) is bytes for event in called)
+    assert decoder.buffered == by_callback.buffered == 0
+
+
+def test_process_keeps_the_rest_when_a_callback_raises() -> None:
+    wire = b"".join(encode_packet(constants.REQ, constants.ECHO_REQ, b"%d" % i) for i in range(3))
+    decoder = Decoder()
+    seen: list[bytes] = []
+
+    def on_frame(magic: bytes, ptype: int, data: bytes) -> None:
+        seen.append(data)
+        if data == b"1":
+            raise KeyError("handler bug")
+
+    with pytest.raises(KeyError):
+        decoder.process(wire + b"sta", on_frame, seen.append)
+    assert seen == [b"0", b"1"]
+    assert decoder.pending() == encode_packet(constants.REQ, constants.ECHO_REQ, b"2") + b"sta"
+    decoder.process(b"tus\n", on_frame, seen.append)
+    assert seen == [b"0", b"1", b"2", b"status\n"]
+    assert decoder.buffered == 0
+
+
+def test_process_large_packet_in_many_chunks() -> None:
+    payload = bytes(range(256)) * 4096
+    wire = encode_packet(constants.RES, constants.WORK_DATA, payload)
+    decoder = Decoder()
+    frames: list[Frame] = []
+    for offset in range(0, len(wire), 1000):
+        decoder.process(wire[offset : offset + 1000], lambda *f: frames.append(Frame(*f)), print)
+    assert frames == [Frame(constants.RES, constants.WORK_DATA, payload)]
 
 
 @settings(max_examples=300, deadline=None)

@@ -13,7 +13,8 @@ asyncio API and the server all share this module unchanged.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from gear import constants
 from gear.errors import LocalProtocolError, RemoteProtocolError
@@ -63,7 +64,8 @@ class Decoder:
     """Incremental decoder of one Gearman byte stream.
 
     ``feed()`` bytes as they arrive, then take events with ``events()`` (or do
-    both with ``receive()``). A :class:`~gear.errors.RemoteProtocolError`
+    both with ``receive()``), or have ``process()`` hand them to callbacks
+    without building event objects. A :class:`~gear.errors.RemoteProtocolError`
     leaves the decoder broken: the stream is out of sync and every later call
     raises the same error.
     """
@@ -108,10 +110,57 @@ class Decoder:
         """Return (and consume) every complete event in the buffer."""
         if self._error is not None:
             raise self._error
-        buf = self._buffer
+        out: list[Event] = []
+        append = out.append
+        self._scan(
+            self._buffer,
+            lambda magic, ptype, data: append(Frame(magic, ptype, bytes(data))),
+            lambda line: append(AdminLine(bytes(line))),
+        )
+        return out
+
+    def process(
+        self,
+        data: bytes | bytearray | memoryview,
+        on_frame: Callable[[bytes, int, bytes], object],
+        on_line: Callable[[bytes], object],
+    ) -> None:
+        """Feed ``data`` and hand each complete event to a callback, in order.
+
+        ``on_frame(magic, ptype, payload)`` and ``on_line(line)`` get the same
+        values as :class:`Frame` and :class:`AdminLine` would hold; this is
+        the allocation-free path for servers. An exception from a callback
+        propagates with its event consumed and the rest kept for the next
+        call.
+        """
+        if self._error is not None:
+            raise self._error
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            self._scan(
+                buffer,
+                lambda magic, ptype, payload: on_frame(magic, ptype, bytes(payload)),
+                lambda line: on_line(bytes(line)),
+            )
+        else:
+            self._scan(data if type(data) is bytes else bytes(data), on_frame, on_line)
+
+    def _scan(
+        self,
+        buf: bytes | bytearray,
+        on_frame: Callable[[bytes, int, Any], object],
+        on_line: Callable[[Any], object],
+    ) -> None:
+        """Deliver every complete event of ``buf``; keep the rest buffered.
+
+        ``buf`` is either the decoder's own buffer (consumed bytes are deleted
+        from it) or a fresh chunk while the buffer is empty (the unconsumed
+        tail is copied into the buffer), so whole packets arriving in one
+        chunk are sliced straight out of it.
+        """
         end = len(buf)
         pos = 0
-        out: list[Event] = []
         try:
             while pos < end:
                 if buf[pos] == 0:
@@ -130,8 +179,8 @@ class Decoder:
                     stop = pos + HEADER_SIZE + size
                     if stop > end:
                         break
-                    out.append(Frame(magic, ptype, bytes(buf[pos + HEADER_SIZE : stop])))
-                    pos = stop
+                    start, pos = pos + HEADER_SIZE, stop
+                    on_frame(magic, ptype, buf[start:stop])
                 else:
                     newline = buf.find(b"\n", pos, pos + self.max_admin_line)
                     if newline < 0:
@@ -140,19 +189,22 @@ class Decoder:
                                 f"admin line longer than the limit of {self.max_admin_line} bytes"
                             )
                         break
-                    out.append(AdminLine(bytes(buf[pos : newline + 1])))
-                    pos = newline + 1
+                    start, pos = pos, newline + 1
+                    on_line(buf[start:pos])
         finally:
-            if pos:
-                del buf[:pos]
-        return out
+            if self._error is None:
+                if buf is self._buffer:
+                    if pos:
+                        del self._buffer[:pos]
+                elif pos < end:
+                    self._buffer += buf[pos:]
 
     @staticmethod
-    def _partial_magic_ok(buf: bytearray, pos: int, avail: int) -> bool:
+    def _partial_magic_ok(buf: bytes | bytearray, pos: int, avail: int) -> bool:
         head = bytes(buf[pos : pos + min(avail, 4)])
         return any(magic.startswith(head) for magic in _MAGICS)
 
-    def _check_partial_magic(self, buf: bytearray, pos: int, avail: int) -> None:
+    def _check_partial_magic(self, buf: bytes | bytearray, pos: int, avail: int) -> None:
         if not self._partial_magic_ok(buf, pos, avail):
             self._fail(f"bad packet magic {bytes(buf[pos : pos + 4])!r}: expected \\0REQ or \\0RES")
 

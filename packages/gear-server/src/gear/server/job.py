@@ -37,6 +37,17 @@ class ServerJob(BaseBinaryJob, BaseJob):
     """
 
     handle: bytes
+    # Class-level defaults: a queued job stores only what differs, which
+    # keeps the per-job dict small when 100k jobs wait.
+    worker_connection: GeardConnection | None = None
+    numerator: bytes | None = None
+    denominator: bytes | None = None
+    priority = 1
+    state = QUEUED
+    retries = 0
+    when: float | None = None
+    timer: asyncio.TimerHandle | None = None
+    function: FunctionQueue | None = None
 
     def __init__(
         self,
@@ -54,15 +65,6 @@ class ServerJob(BaseBinaryJob, BaseJob):
             [client_connection] if client_connection is not None else ()
         )
         self.background = client_connection is None
-        self.worker_connection: GeardConnection | None = None
-        self.numerator: bytes | None = None
-        self.denominator: bytes | None = None
-        self.priority = 1
-        self.state = QUEUED
-        self.retries = 0
-        self.when: float | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.function: FunctionQueue | None = None
 
     @property
     def client_connection(self) -> GeardConnection | None:

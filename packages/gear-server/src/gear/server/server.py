@@ -23,11 +23,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 from gear import constants as C
 from gear.admin import ServerAdminRequest
-from gear.codec import DEFAULT_MAX_ADMIN_LINE, AdminLine, Decoder, Frame
+from gear.codec import DEFAULT_MAX_ADMIN_LINE, Decoder
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
@@ -144,7 +145,10 @@ class GeardConnection(asyncio.Protocol):
         self.client_jobs: dict[bytes, ServerJob] = {}
         self.worker_jobs: dict[bytes, ServerJob] = {}
         self.decoder = Decoder(server.max_packet_size, server.max_admin_line)
+        self.on_frame = partial(server._frame, self)
+        self.on_line = partial(server._line, self)
         self.out: list[bytes] = []
+        self.write_paused = False
         self.closed = False
         self.partial_since: float | None = None
         self.connect_time = time.time()
@@ -175,10 +179,12 @@ class GeardConnection(asyncio.Protocol):
         self.server._connection_lost(self)
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
@@ -219,12 +225,12 @@ def _default_max_connections() -> int:
 #: packet type -> (internal handler, gear 0.16 hook name). Overriding a hook in
 #: a subclass routes that packet type through it as a :class:`gear.Packet`.
 _HANDLERS: dict[int, tuple[str, str]] = {
-    C.SUBMIT_JOB: ("_on_submit_job", "handleSubmitJob"),
-    C.SUBMIT_JOB_BG: ("_on_submit_job_bg", "handleSubmitJobBg"),
-    C.SUBMIT_JOB_HIGH: ("_on_submit_job_high", "handleSubmitJobHigh"),
-    C.SUBMIT_JOB_HIGH_BG: ("_on_submit_job_high_bg", "handleSubmitJobHighBg"),
-    C.SUBMIT_JOB_LOW: ("_on_submit_job_low", "handleSubmitJobLow"),
-    C.SUBMIT_JOB_LOW_BG: ("_on_submit_job_low_bg", "handleSubmitJobLowBg"),
+    C.SUBMIT_JOB: ("_on_submit", "handleSubmitJob"),
+    C.SUBMIT_JOB_BG: ("_on_submit", "handleSubmitJobBg"),
+    C.SUBMIT_JOB_HIGH: ("_on_submit", "handleSubmitJobHigh"),
+    C.SUBMIT_JOB_HIGH_BG: ("_on_submit", "handleSubmitJobHighBg"),
+    C.SUBMIT_JOB_LOW: ("_on_submit", "handleSubmitJobLow"),
+    C.SUBMIT_JOB_LOW_BG: ("_on_submit", "handleSubmitJobLowBg"),
     C.SUBMIT_JOB_SCHED: ("_on_submit_job_sched", "handleSubmitJobSched"),
     C.SUBMIT_JOB_EPOCH: ("_on_submit_job_epoch", "handleSubmitJobEpoch"),
     C.SUBMIT_REDUCE_JOB: ("_on_submit_reduce_job", ""),
@@ -252,11 +258,20 @@ _HANDLERS: dict[int, tuple[str, str]] = {
 }
 
 
-def _hook(ptype: int) -> Callable[[Server, Packet], None]:
-    internal = _HANDLERS[ptype][0]
+#: submit packet type -> (priority index, background)
+_SUBMIT_MODES: dict[int, tuple[int, bool]] = {
+    C.SUBMIT_JOB: (1, False),
+    C.SUBMIT_JOB_BG: (1, True),
+    C.SUBMIT_JOB_HIGH: (0, False),
+    C.SUBMIT_JOB_HIGH_BG: (0, True),
+    C.SUBMIT_JOB_LOW: (2, False),
+    C.SUBMIT_JOB_LOW_BG: (2, True),
+}
 
+
+def _hook(ptype: int) -> Callable[[Server, Packet], None]:
     def method(self: Server, packet: Packet) -> None:
-        getattr(self, internal)(cast(GeardConnection, packet.connection), bytes(packet.data))
+        self._internal_handler(ptype)(cast(GeardConnection, packet.connection), bytes(packet.data))
 
     method.__doc__ = (
         "Handle one %s packet (override point; call the base to keep it)." % (C.types[ptype])
@@ -358,6 +373,7 @@ class Server:
         self._stopping = False
         self._stopped = threading.Event()
         self._packet_counts: dict[int, int] = {}
+        self._trace = False
         self._last_gauges: tuple[int, int, int] | None = None
 
         self.statsd: Any = None
@@ -842,7 +858,7 @@ class Server:
         transport = conn.transport
         assert transport is not None
         transport.write(data)
-        if transport.get_write_buffer_size() > self.max_output_buffer:
+        if conn.write_paused and transport.get_write_buffer_size() > self.max_output_buffer:
             self.log.warning(
                 "Disconnecting %s: more than %d bytes queued and not read",
                 conn.host,
@@ -922,8 +938,10 @@ class Server:
     def _data_received(self, conn: GeardConnection, data: bytes) -> None:
         if conn.closed:
             return
+        self._trace = self.log.isEnabledFor(logging.DEBUG) or self.statsd is not None
+        decoder = conn.decoder
         try:
-            events = conn.decoder.receive(data)
+            decoder.process(data, conn.on_frame, conn.on_line)
         except RemoteProtocolError as e:
             if "admin line" in str(e):
                 self._send(conn, b"ERR LINE_TOO_LONG " + _err_text(str(e)) + b"\n")
@@ -933,49 +951,53 @@ class Server:
                 code = b"PACKET_TOO_LARGE" if "limit" in str(e) else b"BAD_MAGIC"
                 self._protocol_error(conn, code, str(e))
             return
-        dispatch = self._dispatch
-        counts = self._packet_counts if self.statsd is not None else None
-        debug = self.log.isEnabledFor(logging.DEBUG)
-        for event in events:
-            if conn.closed:
-                return
-            if type(event) is Frame:
-                magic, ptype, payload = event
-                if debug:
-                    self.log.debug(
-                        "%s:%d sent %s (%d bytes)",
-                        conn.host,
-                        conn.port,
-                        C.types.get(ptype, ptype),
-                        len(payload),
-                    )
-                handler = dispatch.get(ptype)
-                if magic != _REQ or handler is None:
-                    self._unexpected(conn, magic, ptype)
-                    continue
-                if counts is not None:
-                    counts[ptype] = counts.get(ptype, 0) + 1
-                try:
-                    handler(conn, payload)
-                except RemoteProtocolError as e:
-                    self.sendError(conn, b"INVALID_ARGUMENTS", str(e).encode())
-                except Exception:
-                    self.log.exception("Error handling %s from %s", C.types.get(ptype), conn.host)
-                    self._protocol_error(conn, b"SERVER_ERROR", "internal server error")
-                    return
-            else:
-                try:
-                    self._admin_line(conn, cast(AdminLine, event).line)
-                except Exception:
-                    self.log.exception("Error handling admin line from %s", conn.host)
-                    self._send(conn, b"ERR SERVER_ERROR Internal+server+error\n")
-        if conn.decoder.buffered:
+        if decoder.buffered:
             if conn.partial_since is None:
                 conn.partial_since = time.monotonic()
                 self._partial.add(conn)
         elif conn.partial_since is not None:
             conn.partial_since = None
             self._partial.discard(conn)
+
+    def _frame(self, conn: GeardConnection, magic: bytes, ptype: int, payload: bytes) -> None:
+        if conn.closed:
+            return
+        if self._trace:
+            self._trace_frame(conn, ptype, payload)
+        handler = self._dispatch.get(ptype)
+        if handler is None or magic != _REQ:
+            self._unexpected(conn, magic, ptype)
+            return
+        try:
+            handler(conn, payload)
+        except RemoteProtocolError as e:
+            self.sendError(conn, b"INVALID_ARGUMENTS", str(e).encode())
+        except Exception:
+            self.log.exception("Error handling %s from %s", C.types.get(ptype), conn.host)
+            self._protocol_error(conn, b"SERVER_ERROR", "internal server error")
+
+    def _trace_frame(self, conn: GeardConnection, ptype: int, payload: bytes) -> None:
+        """Debug log and statsd count of one packet (off the fast path)."""
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug(
+                "%s:%d sent %s (%d bytes)",
+                conn.host,
+                conn.port,
+                C.types.get(ptype, ptype),
+                len(payload),
+            )
+        if self.statsd is not None and ptype in self._dispatch:
+            counts = self._packet_counts
+            counts[ptype] = counts.get(ptype, 0) + 1
+
+    def _line(self, conn: GeardConnection, line: bytes) -> None:
+        if conn.closed:
+            return
+        try:
+            self._admin_line(conn, line)
+        except Exception:
+            self.log.exception("Error handling admin line from %s", conn.host)
+            self._send(conn, b"ERR SERVER_ERROR Internal+server+error\n")
 
     def _unexpected(self, conn: GeardConnection, magic: bytes, ptype: int) -> None:
         name = C.types.get(ptype)
@@ -1231,12 +1253,17 @@ class Server:
 
     def _build_dispatch(self) -> dict[int, Callable[[GeardConnection, bytes], None]]:
         table: dict[int, Callable[[GeardConnection, bytes], None]] = {}
-        for ptype, (internal, hook) in _HANDLERS.items():
+        for ptype, (_, hook) in _HANDLERS.items():
             if hook and getattr(type(self), hook) is not getattr(Server, hook):
                 table[ptype] = self._packet_hook(ptype, hook)
             else:
-                table[ptype] = getattr(self, internal)
+                table[ptype] = self._internal_handler(ptype)
         return table
+
+    def _internal_handler(self, ptype: int) -> Callable[[GeardConnection, bytes], None]:
+        if ptype in _SUBMIT_MODES:
+            return partial(self._on_submit, ptype)
+        return cast(Callable[[GeardConnection, bytes], None], getattr(self, _HANDLERS[ptype][0]))
 
     def _packet_hook(self, ptype: int, hook: str) -> Callable[[GeardConnection, bytes], None]:
         """Route a packet type to a subclass's gear-0.16-style ``handleX(packet)``."""
@@ -1247,29 +1274,15 @@ class Server:
 
         return call
 
-    def _on_submit_job(self, conn: GeardConnection, data: bytes) -> None:
-        name, unique, args = _split(data, 3, C.SUBMIT_JOB)
-        self._submit(conn, name, unique, args, 1, False)
-
-    def _on_submit_job_bg(self, conn: GeardConnection, data: bytes) -> None:
-        name, unique, args = _split(data, 3, C.SUBMIT_JOB_BG)
-        self._submit(conn, name, unique, args, 1, True)
-
-    def _on_submit_job_high(self, conn: GeardConnection, data: bytes) -> None:
-        name, unique, args = _split(data, 3, C.SUBMIT_JOB_HIGH)
-        self._submit(conn, name, unique, args, 0, False)
-
-    def _on_submit_job_high_bg(self, conn: GeardConnection, data: bytes) -> None:
-        name, unique, args = _split(data, 3, C.SUBMIT_JOB_HIGH_BG)
-        self._submit(conn, name, unique, args, 0, True)
-
-    def _on_submit_job_low(self, conn: GeardConnection, data: bytes) -> None:
-        name, unique, args = _split(data, 3, C.SUBMIT_JOB_LOW)
-        self._submit(conn, name, unique, args, 2, False)
-
-    def _on_submit_job_low_bg(self, conn: GeardConnection, data: bytes) -> None:
-        name, unique, args = _split(data, 3, C.SUBMIT_JOB_LOW_BG)
-        self._submit(conn, name, unique, args, 2, True)
+    def _on_submit(self, ptype: int, conn: GeardConnection, data: bytes) -> None:
+        """SUBMIT_JOB and its _HIGH/_LOW/_BG forms: (name, unique, arguments)."""
+        parts = data.split(b"\x00", 2)
+        if len(parts) != 3:
+            raise RemoteProtocolError(
+                "%s needs 3 NUL-separated arguments, got %d" % (C.types[ptype], len(parts))
+            )
+        priority, background = _SUBMIT_MODES[ptype]
+        self._submit(conn, parts[0], parts[1], parts[2], priority, background)
 
     def _on_submit_job_sched(self, conn: GeardConnection, data: bytes) -> None:
         name, unique, minute, hour, day, month, weekday, args = _split(data, 8, C.SUBMIT_JOB_SCHED)
