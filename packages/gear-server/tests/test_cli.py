@@ -68,6 +68,8 @@ def test_version_and_help() -> None:
         "--max-output-buffer", "STATSD_HOST",
     ):  # fmt: skip
         assert flag.encode() in helptext.stdout, flag
+    description = b" ".join(helptext.stdout.split())
+    assert b"the statsd package is optional; without it geard sends them itself" in description
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

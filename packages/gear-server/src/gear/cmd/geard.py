@@ -42,9 +42,9 @@ class Server:
         parser = argparse.ArgumentParser(
             prog="geard",
             description=(
-                "Gearman server. If the statsd python module is available, set "
-                "STATSD_HOST, STATSD_PORT, and STATSD_PREFIX environment "
-                "variables for statsd support."
+                "Gearman server. Set the STATSD_HOST, STATSD_PORT and STATSD_PREFIX "
+                "environment variables to send statsd metrics (the statsd package is "
+                "optional; without it geard sends them itself)."
             ),
         )
         parser.add_argument(
