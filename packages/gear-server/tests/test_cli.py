@@ -1,4 +1,4 @@
-"""The ``geard`` program: flags, logging, signals, daemon mode, statsd."""
+"""The ``geard`` program: flags, TLS option checks, logging, signals, daemon mode, statsd."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fixtures.geard import Geard, RawGearman
 from fixtures.servers import free_port, wait_for_port
 from gear import constants as C
 from gear.server import __version__
+from gear.server._tls_options import check_tls_files
 from gear.tls import load_context
 
 GEARD = [sys.executable, "-m", "gear.cmd.geard"]
@@ -68,6 +69,9 @@ def test_version_and_help() -> None:
         "--max-output-buffer", "STATSD_HOST",
     ):  # fmt: skip
         assert flag.encode() in helptext.stdout, flag
+    description = b" ".join(helptext.stdout.split())
+    assert b"the statsd package is optional; without it geard sends them itself" in description
+    assert b"TLS needs --ssl-key, --ssl-cert and --ssl-ca together" in description
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -218,3 +222,63 @@ def test_bad_acl_file_fails_to_start(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert b"Unable to start geard" in out.stderr and b"client" in out.stderr
+
+
+TLS_FLAGS = ("--ssl-key", "--ssl-cert", "--ssl-ca")
+PARTIAL_TLS = [
+    frozenset(given)
+    for given in (
+        {"--ssl-key"}, {"--ssl-cert"}, {"--ssl-ca"},
+        {"--ssl-key", "--ssl-cert"}, {"--ssl-key", "--ssl-ca"}, {"--ssl-cert", "--ssl-ca"},
+    )
+]  # fmt: skip
+
+
+def assert_not_listening(port: int) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+@pytest.mark.parametrize("daemon", [False, True], ids=["foreground", "daemon"])
+@pytest.mark.parametrize("given", PARTIAL_TLS, ids=lambda g: "+".join(sorted(g)))
+def test_partial_tls_options_fail_before_binding(
+    given: frozenset[str], daemon: bool, tmp_path: Path, certs: Any
+) -> None:
+    files = {"--ssl-key": certs.server.key, "--ssl-cert": certs.server.cert, "--ssl-ca": certs.ca}
+    port = free_port()
+    pidfile = tmp_path / "geard.pid"
+    args = [*GEARD, "-p", str(port), "--listen-address", "127.0.0.1", "--pidfile", str(pidfile)]
+    if not daemon:
+        args.append("-d")
+    for flag in sorted(given):
+        args += [flag, files[flag]]
+    out = subprocess.run(args, capture_output=True, timeout=30)
+    assert out.returncode == 2, out.stderr
+    missing = [flag for flag in TLS_FLAGS if flag not in given]
+    message = "; missing %s\n" % " and ".join(missing)
+    assert out.stderr.decode().endswith(message), out.stderr
+    assert b"TLS needs --ssl-key, --ssl-cert and --ssl-ca together" in out.stderr
+    assert b"Listening" not in out.stderr
+    assert not pidfile.exists()
+    assert_not_listening(port)
+
+
+@pytest.mark.parametrize("given", PARTIAL_TLS, ids=lambda g: "+".join(sorted(g)))
+def test_partial_tls_arguments_raise(given: frozenset[str]) -> None:
+    files = {flag: "/path/%s" % flag.lstrip("-") for flag in given}
+    key, cert, ca = (files.get(flag) for flag in TLS_FLAGS)
+    missing = [flag[2:].replace("-", "_") for flag in TLS_FLAGS if flag not in given]
+    with pytest.raises(ValueError) as raised:
+        check_tls_files(key, cert, ca)
+    assert str(raised.value) == (
+        "TLS needs ssl_key, ssl_cert and ssl_ca together; missing %s" % " and ".join(missing)
+    )
+
+
+def test_tls_arguments_all_or_none() -> None:
+    assert check_tls_files("k", "c", "a") is True
+    assert check_tls_files(Path("k"), Path("c"), Path("a"), cli=True) is True
+    assert check_tls_files(None, None, None) is False
+    assert check_tls_files("", "", "", cli=True) is False
+    with pytest.raises(ValueError, match=r"; missing --ssl-cert$"):
+        check_tls_files("k", "", "a", cli=True)

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gear.server._tls_options import check_tls_files
 from gear.server._version import __version__
 
 __all__ = ["Server", "main"]
@@ -42,9 +43,10 @@ class Server:
         parser = argparse.ArgumentParser(
             prog="geard",
             description=(
-                "Gearman server. If the statsd python module is available, set "
-                "STATSD_HOST, STATSD_PORT, and STATSD_PREFIX environment "
-                "variables for statsd support."
+                "Gearman server. TLS needs --ssl-key, --ssl-cert and --ssl-ca together. "
+                "Set the STATSD_HOST, STATSD_PORT and STATSD_PREFIX environment "
+                "variables to send statsd metrics (the statsd package is optional; "
+                "without it geard sends them itself)."
             ),
         )
         parser.add_argument(
@@ -142,6 +144,10 @@ class Server:
         )
         parser.add_argument("--version", dest="version", action="store_true", help="show version")
         self.args = parser.parse_args(argv)
+        try:
+            check_tls_files(self.args.ssl_key, self.args.ssl_cert, self.args.ssl_ca, cli=True)
+        except ValueError as e:
+            parser.error(str(e))
         return self.args
 
     def setup_logging(self) -> None:
