@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+import gear
 from fixtures.certs import Certs
 from fixtures.geard import Geard, RawGearman
 from gear import constants as C
@@ -162,3 +163,14 @@ def test_acl_disabled_replies(geard: Geard) -> None:
             "acl self-revoke all",
         ):
             assert conn.admin(command) == b"ERR ACL_DISABLED\n"
+
+
+def test_server_refuses_a_partial_set_of_tls_files(
+    geard_factory: Callable[..., Geard], certs: Certs
+) -> None:
+    with pytest.raises(ValueError, match=r"; missing ssl_ca$"):
+        gear.Server(0, certs.server.key, certs.server.cert, host="127.0.0.1")
+    with pytest.raises(ValueError, match=r"; missing ssl_key and ssl_cert$"):
+        gear.Server(0, ssl_ca=certs.ca, host="127.0.0.1")
+    assert tls_server(geard_factory, certs).server.use_ssl is True
+    assert geard_factory().server.use_ssl is False

@@ -32,6 +32,7 @@ from gear.codec import DEFAULT_MAX_ADMIN_LINE, Decoder
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
+from gear.server._tls_options import check_tls_files
 from gear.server._version import __version__
 from gear.server.job import DONE, PRIORITY_INDEX, QUEUED, RUNNING, SCHEDULED, ServerJob
 from gear.server.store import QueueStore, StoredJob
@@ -333,7 +334,7 @@ class Server:
         self.ssl_key = ssl_key
         self.ssl_cert = ssl_cert
         self.ssl_ca = ssl_ca
-        self.use_ssl = bool(ssl_key and ssl_cert and ssl_ca)
+        self.use_ssl = check_tls_files(ssl_key, ssl_cert, ssl_ca)
         self.acl: ACLLike | None = acl
         self.keepalive = keepalive
         self.tcp_keepidle = tcp_keepidle
