@@ -341,6 +341,8 @@ def test_no_server_errors() -> None:
             client.add_server("127.0.0.1", 1)
             with pytest.raises(gear.ConfigurationError, match="already specified"):
                 client.add_server("127.0.0.1", 1)
+            with pytest.raises(gear.ConfigurationError, match="already specified"):
+                client.add_server("127.0.0.1", "1")
             with pytest.raises(gear.GearmanError, match="not been submitted"):
                 await gear.client.AsyncJob("f", b"").result()
         with pytest.raises(gear.DisconnectError):

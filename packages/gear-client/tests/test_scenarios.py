@@ -470,6 +470,8 @@ def test_no_server_errors(harness: Any) -> None:
     client.addServer("127.0.0.1", 1)
     with pytest.raises(gear.ConfigurationError, match="already specified"):
         client.addServer("127.0.0.1", 1)
+    with pytest.raises(gear.ConfigurationError, match="already specified"):
+        client.addServer("127.0.0.1", "1")
 
 
 def test_job_argument_types() -> None:
