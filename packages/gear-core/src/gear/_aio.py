@@ -3,10 +3,10 @@
 One :class:`asyncio.Protocol` per server socket feeds gear-core's sans-IO
 :class:`~gear.codec.Decoder` and hands each :class:`~gear.codec.Frame` to
 its owner. :class:`AsyncBase` keeps the server list and applies the rules of
-the threaded ``BaseClient`` (gear-api.md §f.2-§f.3): ``add_server`` only
-registers, a background task per server dials it and redials with a back-off
-of ``reconnect_delay`` seconds after a failure, and requests go round-robin
-over the connected servers. Roles subclass it and fill in ``_on_connect``,
+the threaded :class:`gear.BaseClient`: ``add_server`` only registers, a
+background task per server dials it and redials with a back-off of
+``reconnect_delay`` seconds after a failure, and requests go round-robin over
+the connected servers. Roles subclass it and fill in ``_on_connect``,
 ``_handle_frame`` and ``_on_connection_lost``.
 """
 

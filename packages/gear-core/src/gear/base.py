@@ -246,7 +246,7 @@ class BaseClientServer:
     # -- connection loss ------------------------------------------------
 
     def _lostConnection(self, conn: Connection) -> None:
-        """Mark ``conn`` lost: inactive, disconnected, jobs told (§f.2)."""
+        """Mark ``conn`` lost: inactive, disconnected, its jobs told, as gear 0.16 does."""
         with self.connections_condition:
             if conn not in self.active_connections:
                 return
@@ -479,7 +479,7 @@ class BaseClient(BaseClientServer):
         return packet
 
     def handleError(self, packet: Packet) -> Any:
-        """Complete the oldest pending request with the error (§a.7)."""
+        """Complete the oldest pending request with the error, as gear 0.16 does."""
         conn = packet.connection
         assert conn is not None
         self.log.error(

@@ -46,7 +46,7 @@ class WorkUpdate(NamedTuple):
 
 
 class AsyncJob(BaseJob):
-    """A job submitted by :meth:`AsyncClient.submit`.
+    """A job submitted by :meth:`gear.AsyncClient.submit`.
 
     ``await job`` (or ``await job.result(timeout)``) gives the WORK_COMPLETE
     payload; ``async for update in job`` yields each :class:`WorkUpdate`
@@ -165,7 +165,8 @@ class AsyncClient(AsyncBase):
 
     Many submits may run concurrently on one connection; replies are matched
     in order. Servers are used round-robin and a submit moves on to the next
-    server when one refuses it, drops or does not answer (gear-api.md §f.3).
+    server when one refuses it, drops or does not answer, as
+    :meth:`gear.Client.submitJob` does.
     """
 
     _log_prefix = "gear.AsyncClient"

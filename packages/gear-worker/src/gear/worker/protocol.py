@@ -1,6 +1,6 @@
 """The worker role's protocol logic, free of sockets and threads.
 
-The grab state machine of gear 0.16 (gear-api.md §f.6), one state per server
+The grab state machine of gear 0.16's worker, one state per server
 connection. Each transition returns the new state and the packet type to
 send (or None); the threaded :class:`gear.Worker` and the asyncio worker
 both drive it.
