@@ -54,7 +54,7 @@ def _as_bytes(data: bytes | bytearray | str) -> bytes:
 
 
 class AsyncWorkerJob(BaseJob):
-    """A job assigned to an :class:`AsyncWorker`.
+    """A job assigned to an :class:`gear.AsyncWorker`.
 
     The reporting methods are plain (not ``async``): each queues one packet
     on the job's connection, and queued packets are written once per event
