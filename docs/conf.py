@@ -24,21 +24,11 @@ extensions = [
 # (the build must work offline).
 nitpicky = True
 nitpick_ignore = [
-    # gear-server's per-connection protocol object (gear.server.GeardConnection)
-    # appears in signatures but is not part of the documented API.
+    # Internal per-connection protocol objects that appear in documented
+    # signatures (gear.Server's hooks, gear.worker.AsyncWorkerJob's
+    # constructor) but are not part of the documented API.
     ("py:class", "GeardConnection"),
-    # gear.acl.load_acl_file's docstring names ACL and ACLError relative to
-    # gear.acl; they are documented as gear.ACL and gear.ACLError.
-    ("py:class", "ACL"),
-    ("py:class", "ACLError"),
-    # The asyncio jobs are documented as gear.client.AsyncJob and
-    # gear.worker.AsyncWorkerJob; their docstrings name their owners
-    # relative to those modules. AsyncConnection is internal.
-    ("py:meth", "AsyncClient.submit"),
-    ("py:class", "AsyncWorker"),
     ("py:class", "gear._aio.AsyncConnection"),
-    # Named relative to gear.server.sqlite_store; documented in gear.server.store.
-    ("py:class", "QueueStoreError"),
 ]
 
 # References into the standard library cannot resolve without intersphinx;

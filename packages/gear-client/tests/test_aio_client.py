@@ -341,8 +341,14 @@ def test_no_server_errors() -> None:
             client.add_server("127.0.0.1", 1)
             with pytest.raises(gear.ConfigurationError, match="already specified"):
                 client.add_server("127.0.0.1", 1)
+            with pytest.raises(gear.ConfigurationError, match="already specified"):
+                client.add_server("127.0.0.1", "1")
             with pytest.raises(gear.GearmanError, match="not been submitted"):
                 await gear.client.AsyncJob("f", b"").result()
+            with pytest.raises(gear.GearmanError, match="not been submitted"):
+                await client.status(gear.client.AsyncJob("f", b""))
+            with pytest.raises(gear.GearmanError, match="no unique id"):
+                await client.status(gear.client.AsyncJob("f", b""), unique=True)
         with pytest.raises(gear.DisconnectError):
             await client.submit("f", b"")
 

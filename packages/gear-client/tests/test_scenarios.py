@@ -275,8 +275,10 @@ def test_get_status_of_background_job(server: Any, harness: Any) -> None:
 
 def test_get_status_requires_submitted_job(harness: Any, server: Any) -> None:
     client = harness.client(server)
-    with pytest.raises(gear.GearmanError):
+    with pytest.raises(gear.GearmanError, match="not been submitted"):
         client.getStatus(gear.Job("f", b""))
+    with pytest.raises(gear.GearmanError, match="no unique id"):
+        client.getStatus(gear.Job("f", b""), unique=True)
 
 
 def test_admin_requests(server: Any, harness: Any) -> None:
@@ -470,6 +472,8 @@ def test_no_server_errors(harness: Any) -> None:
     client.addServer("127.0.0.1", 1)
     with pytest.raises(gear.ConfigurationError, match="already specified"):
         client.addServer("127.0.0.1", 1)
+    with pytest.raises(gear.ConfigurationError, match="already specified"):
+        client.addServer("127.0.0.1", "1")
 
 
 def test_job_argument_types() -> None:

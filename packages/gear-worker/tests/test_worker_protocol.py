@@ -7,6 +7,7 @@ import pytest
 from gear import constants
 from gear.errors import RemoteProtocolError
 from gear.worker import protocol as p
+from gear.worker.worker import FunctionRecord
 
 
 def test_grab_cycle() -> None:
@@ -63,3 +64,15 @@ def test_can_do_packet() -> None:
     assert p.can_do_packet(b"f", 30) == (constants.CAN_DO_TIMEOUT, b"f\x0030")
     assert p.can_do_packet(b"f", b"5") == (constants.CAN_DO_TIMEOUT, b"f\x005")
     assert p.work_payload(b"H:1", b"data") == b"H:1\x00data"
+    assert p.work_payload(b"H:1", None) == b"H:1"
+    assert p.status_data(1, b"4") == b"1\x004"
+
+
+def test_greeting() -> None:
+    functions = [FunctionRecord(b"f"), FunctionRecord(b"g", 5)]
+    assert p.greeting(b"w1", functions) == [
+        (constants.SET_CLIENT_ID, b"w1"),
+        (constants.CAN_DO, b"f"),
+        (constants.CAN_DO_TIMEOUT, b"g\x005"),
+    ]
+    assert p.greeting(None, []) == [(constants.SET_CLIENT_ID, b"")]

@@ -3,10 +3,10 @@
 One :class:`asyncio.Protocol` per server socket feeds gear-core's sans-IO
 :class:`~gear.codec.Decoder` and hands each :class:`~gear.codec.Frame` to
 its owner. :class:`AsyncBase` keeps the server list and applies the rules of
-the threaded ``BaseClient`` (gear-api.md §f.2-§f.3): ``add_server`` only
-registers, a background task per server dials it and redials with a back-off
-of ``reconnect_delay`` seconds after a failure, and requests go round-robin
-over the connected servers. Roles subclass it and fill in ``_on_connect``,
+the threaded :class:`gear.BaseClient`: ``add_server`` only registers, a
+background task per server dials it and redials with a back-off of
+``reconnect_delay`` seconds after a failure, and requests go round-robin over
+the connected servers. Roles subclass it and fill in ``_on_connect``,
 ``_handle_frame`` and ``_on_connection_lost``.
 """
 
@@ -20,9 +20,10 @@ import ssl
 from collections import deque
 from typing import Any
 
+from gear._server_spec import ServerSpec
 from gear.codec import Decoder, Frame
+from gear.connection import set_keepalive
 from gear.errors import (
-    ConfigurationError,
     DisconnectError,
     NoConnectedServersError,
     RemoteProtocolError,
@@ -95,17 +96,8 @@ class AsyncConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.server.keepalive is not None:
-                self._set_keepalive(sock, *self.server.keepalive)
+                set_keepalive(sock, *self.server.keepalive, self.owner.log)
         self.connected = True
-
-    def _set_keepalive(self, sock: socket.socket, idle: int, interval: int, count: int) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if not hasattr(socket, "TCP_KEEPIDLE"):
-            self.owner.log.warning("TCP keepalive tuning is not supported on this platform")
-            return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -220,14 +212,21 @@ class AsyncBase:
         host and port already added.
         """
         port = int(port)
-        for server in self.servers:
-            if server.host == host and server.port == port:
-                raise ConfigurationError("Host/port already specified")
-        context = None
-        if ssl_key and ssl_cert and ssl_ca:
-            context = load_context(ssl_key, ssl_cert, ssl_ca)
-        tuning = (tcp_keepidle, tcp_keepintvl, tcp_keepcnt) if keepalive else None
-        server = ServerAddress(host, port, context, tuning)
+        spec = ServerSpec(
+            host,
+            port,
+            ssl_key,
+            ssl_cert,
+            ssl_ca,
+            keepalive,
+            tcp_keepidle,
+            tcp_keepintvl,
+            tcp_keepcnt,
+        )
+        spec.check_new((s.host, s.port) for s in self.servers)
+        files = spec.ssl_files
+        context = load_context(*files) if files else None
+        server = ServerAddress(host, port, context, spec.keepalive_timings)
         self.servers.append(server)
         if self._loop is not None and self.running:
             self._spawn(server)

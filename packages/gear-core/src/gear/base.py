@@ -15,13 +15,14 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from gear import constants
+from gear._server_spec import ServerSpec
 from gear.admin import AdminRequest
 from gear.connection import Connection
 from gear.errors import (
-    ConfigurationError,
     NoConnectedServersError,
     TimeoutError,
 )
@@ -245,7 +246,7 @@ class BaseClientServer:
     # -- connection loss ------------------------------------------------
 
     def _lostConnection(self, conn: Connection) -> None:
-        """Mark ``conn`` lost: inactive, disconnected, jobs told (§f.2)."""
+        """Mark ``conn`` lost: inactive, disconnected, its jobs told, as gear 0.16 does."""
         with self.connections_condition:
             if conn not in self.active_connections:
                 return
@@ -409,22 +410,22 @@ class BaseClient(BaseClientServer):
         tcp_keepcnt: int = 9,
     ) -> None:
         """Register a server; the connect thread dials it (does not block)."""
+        spec = ServerSpec(
+            host,
+            port,
+            ssl_key,
+            ssl_cert,
+            ssl_ca,
+            keepalive,
+            tcp_keepidle,
+            tcp_keepintvl,
+            tcp_keepcnt,
+        )
         with self.connections_condition:
-            for conn in self.active_connections + self.inactive_connections:
-                if conn.host == host and conn.port == port:
-                    raise ConfigurationError("Host/port already specified")
-            conn = Connection(
-                host,
-                port,
-                ssl_key,
-                ssl_cert,
-                ssl_ca,
-                self.client_id,
-                keepalive,
-                tcp_keepidle,
-                tcp_keepintvl,
-                tcp_keepcnt,
+            spec.check_new(
+                (c.host, c.port) for c in self.active_connections + self.inactive_connections
             )
+            conn = Connection(client_id=self.client_id, **asdict(spec))
             conn.connect_timeout = self.connect_timeout
             self.inactive_connections.append(conn)
             self.connections_condition.notify_all()
@@ -478,7 +479,7 @@ class BaseClient(BaseClientServer):
         return packet
 
     def handleError(self, packet: Packet) -> Any:
-        """Complete the oldest pending request with the error (§a.7)."""
+        """Complete the oldest pending request with the error, as gear 0.16 does."""
         conn = packet.connection
         assert conn is not None
         self.log.error(

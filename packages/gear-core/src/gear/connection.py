@@ -28,7 +28,7 @@ from gear.errors import (
 )
 from gear.packet import Packet
 from gear.tasks import Task
-from gear.tls import create_ssl_context, peer_common_name
+from gear.tls import load_context, peer_common_name
 from gear.util import convert_to_bytes
 
 __all__ = ["Connection", "NonBlockingConnection", "ServerConnection", "set_keepalive"]
@@ -134,9 +134,7 @@ class Connection:
                     sock, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt, self.log
                 )
             if self.use_ssl:
-                context = create_ssl_context()
-                context.load_cert_chain(str(self.ssl_cert), str(self.ssl_key))
-                context.load_verify_locations(str(self.ssl_ca))
+                context = load_context(str(self.ssl_key), str(self.ssl_cert), str(self.ssl_ca))
                 sock = context.wrap_socket(sock, server_hostname=self.host)
             try:
                 sock.settimeout(self.connect_timeout)

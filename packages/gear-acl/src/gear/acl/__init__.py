@@ -1,6 +1,6 @@
 """gear-acl: deny-by-default access control for geard.
 
-:class:`ACL` maps TLS certificate subjects (Common Names) to
+:class:`gear.ACL` maps TLS certificate subjects (Common Names) to
 :class:`ACLEntry` permissions; :func:`load_acl_file` reads the ini format
 of ``geard --acl``. The classes are also ``gear.ACL``, ``gear.ACLEntry``
 and ``gear.ACLError``.

@@ -47,7 +47,7 @@ class ACLEntry:
     start only: ``foo`` allows ``foobar``; add ``$`` to match exactly.
     ``grant`` allows changing other subjects' entries through the admin
     protocol. Assigning to ``register`` or ``invoke`` compiles the pattern,
-    and an invalid pattern raises :class:`ACLError` and changes nothing.
+    and an invalid pattern raises :class:`gear.ACLError` and changes nothing.
     """
 
     def __init__(
@@ -131,14 +131,14 @@ class ACL:
         return "<ACL with %d entries>" % len(self.subjects)
 
     def add(self, entry: ACLEntry) -> None:
-        """Add an entry; :class:`ACLError` if its subject already has one."""
+        """Add an entry; :class:`gear.ACLError` if its subject already has one."""
         with self._lock:
             if entry.subject in self.subjects:
                 raise ACLError("An ACL entry for %s already exists" % (entry.subject,))
             self.subjects[entry.subject] = entry
 
     def remove(self, subject: str) -> None:
-        """Remove a subject's entry; :class:`ACLError` if there is none."""
+        """Remove a subject's entry; :class:`gear.ACLError` if there is none."""
         with self._lock:
             if subject not in self.subjects:
                 raise ACLError("There is no ACL entry for %s" % (subject,))

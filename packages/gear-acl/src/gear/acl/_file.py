@@ -47,14 +47,14 @@ def _entry(parser: configparser.RawConfigParser, path: str, section: str) -> ACL
 
 
 def load_acl_file(path: str | os.PathLike[str]) -> ACL:
-    """Read an ACL file (gear 0.16's format) and return a new :class:`ACL`.
+    """Read an ACL file (gear 0.16's format) and return a new :class:`gear.ACL`.
 
     Each section is a subject (a certificate Common Name, case-sensitive)
     with the optional keys ``register`` and ``invoke`` (regular expressions)
     and ``grant`` (a boolean; absent means None). ``[DEFAULT]`` supplies
     keys to every section. Unlike gear 0.16, which treated an unreadable
     file as empty and so denied everything, any problem raises
-    :class:`ACLError` whose message names the file, and the section and key
+    :class:`gear.ACLError` whose message names the file, and the section and key
     when there is one.
     """
     name = os.fsdecode(path)

@@ -46,7 +46,7 @@ class WorkUpdate(NamedTuple):
 
 
 class AsyncJob(BaseJob):
-    """A job submitted by :meth:`AsyncClient.submit`.
+    """A job submitted by :meth:`gear.AsyncClient.submit`.
 
     ``await job`` (or ``await job.result(timeout)``) gives the WORK_COMPLETE
     payload; ``async for update in job`` yields each :class:`WorkUpdate`
@@ -165,7 +165,8 @@ class AsyncClient(AsyncBase):
 
     Many submits may run concurrently on one connection; replies are matched
     in order. Servers are used round-robin and a submit moves on to the next
-    server when one refuses it, drops or does not answer (gear-api.md §f.3).
+    server when one refuses it, drops or does not answer, as
+    :meth:`gear.Client.submitJob` does.
     """
 
     _log_prefix = "gear.AsyncClient"
@@ -247,20 +248,11 @@ class AsyncClient(AsyncBase):
         :class:`gear.DisconnectError` like :meth:`gear.Client.getStatus`.
         """
         self._ensure_started()
-        if unique:
-            key = job.binary_unique
-            if not key:
-                raise GearmanError("Job %r has no unique id to ask about" % (job,))
-            conn = job._conn if job._conn is not None and job._conn.connected else None
-            if conn is None:
-                conn = self._next_connection()
-            ptype, reply = constants.GET_STATUS_UNIQUE, constants.STATUS_RES_UNIQUE
-        else:
-            key = job.handle
-            conn = job._conn
-            if key is None or conn is None:
-                raise GearmanError("Job %r has not been submitted" % (job,))
-            ptype, reply = constants.GET_STATUS, constants.STATUS_RES
+        conn = job._conn
+        ptype, reply, key = protocol.status_request(job, unique, conn)
+        if unique and (conn is None or not conn.connected):
+            conn = self._next_connection()
+        assert conn is not None
         answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         conn.send(encode_packet(_REQ, ptype, key))
         conn.status_waiters.setdefault((reply, key), []).append((answered, job))

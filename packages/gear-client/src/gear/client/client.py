@@ -207,18 +207,8 @@ class Client(BaseClient):
         :class:`gear.TimeoutError` without a reply in ``timeout`` seconds and
         :class:`gear.DisconnectError` if the connection is lost meanwhile.
         """
-        if unique:
-            key_value = job.binary_unique
-            if not key_value:
-                raise GearmanError("Job %r has no unique id to ask about" % (job,))
-            conn = job.connection or self.getConnection()
-            ptype, reply = constants.GET_STATUS_UNIQUE, constants.STATUS_RES_UNIQUE
-        else:
-            key_value = job.handle
-            conn = job.connection
-            if key_value is None or conn is None:
-                raise GearmanError("Job %r has not been submitted" % (job,))
-            ptype, reply = constants.GET_STATUS, constants.STATUS_RES
+        ptype, reply, key_value = protocol.status_request(job, unique, job.connection)
+        conn = job.connection or self.getConnection()
         key = (reply, key_value)
         task = _StatusTask(job, conn)
         with self._status_lock:

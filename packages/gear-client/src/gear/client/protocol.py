@@ -11,7 +11,7 @@ from typing import Any
 
 from gear import constants
 from gear.codec import join_arguments
-from gear.errors import ConfigurationError
+from gear.errors import ConfigurationError, GearmanError
 
 __all__ = [
     "submit_type",
@@ -23,6 +23,7 @@ __all__ = [
     "apply_work_fail",
     "apply_work_exception",
     "apply_status",
+    "status_request",
     "fraction",
     "split_handle",
 ]
@@ -49,6 +50,23 @@ def submit_payload(job: Any) -> bytes:
     """Return ``name \\0 unique \\0 arguments``; a None unique goes out empty."""
     unique = job.binary_unique
     return join_arguments(job.binary_name, unique or b"", job.binary_arguments)
+
+
+def status_request(job: Any, unique: bool, conn: Any) -> tuple[int, int, bytes]:
+    """Return ``(request type, reply type, key)`` to ask for ``job``'s status.
+
+    ``conn`` is the connection the job was submitted on, or None. Asking by
+    handle needs the job submitted; asking by unique id needs one.
+    """
+    if unique:
+        key = job.binary_unique
+        if not key:
+            raise GearmanError("Job %r has no unique id to ask about" % (job,))
+        return constants.GET_STATUS_UNIQUE, constants.STATUS_RES_UNIQUE, key
+    handle = job.handle
+    if handle is None or conn is None:
+        raise GearmanError("Job %r has not been submitted" % (job,))
+    return constants.GET_STATUS, constants.STATUS_RES, handle
 
 
 def split_handle(data: bytes | bytearray) -> tuple[bytes, bytes]:

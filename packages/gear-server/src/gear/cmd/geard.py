@@ -1,6 +1,6 @@
 """``geard``: run a Gearman job server from the command line.
 
-Flags are gear 0.16's (gear-api.md §d.1) plus the server limits. Foreground
+Flags are gear 0.16's ``geard`` flags plus the server limits. Foreground
 mode (``-d``) logs at INFO to stderr unless ``--log-config`` is given; daemon
 mode double-forks, writes and locks the pidfile and logs to
 ``/var/log/geard/geard.log``. SIGTERM and SIGINT shut the server down

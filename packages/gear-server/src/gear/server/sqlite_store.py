@@ -19,8 +19,9 @@ Why it looks the way it does:
   process dying but may lose the last commits on a power cut.
 * ``locking_mode=EXCLUSIVE``: a second geard on the same file fails to start
   instead of silently sharing (and corrupting) the queue.
-* A file that is not a readable queue raises :class:`QueueStoreError`, so
-  geard refuses to start instead of starting empty and losing jobs.
+* A file that is not a readable queue raises
+  :class:`~gear.server.store.QueueStoreError`, so geard refuses to start
+  instead of starting empty and losing jobs.
 """
 
 from __future__ import annotations
@@ -254,8 +255,8 @@ class SQLiteQueueStore(QueueStore):
         """Write every buffered change in one transaction, now.
 
         On failure nothing is forgotten: the changes stay buffered for the
-        next flush and :class:`QueueStoreError` tells the server not to
-        acknowledge the jobs.
+        next flush and :class:`~gear.server.store.QueueStoreError` tells the
+        server not to acknowledge the jobs.
         """
         self._wait()
         if self.pending:

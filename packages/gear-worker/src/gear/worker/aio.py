@@ -53,14 +53,8 @@ def _as_bytes(data: bytes | bytearray | str) -> bytes:
     return bytes(data)
 
 
-def _number(value: int | bytes | str) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    return str(value).encode("utf8")
-
-
 class AsyncWorkerJob(BaseJob):
-    """A job assigned to an :class:`AsyncWorker`.
+    """A job assigned to an :class:`gear.AsyncWorker`.
 
     The reporting methods are plain (not ``async``): each queues one packet
     on the job's connection, and queued packets are written once per event
@@ -90,16 +84,13 @@ class AsyncWorkerJob(BaseJob):
             self.name,
         )
 
-    def _send(self, ptype: int, data: bytes) -> None:
+    def _send(self, ptype: int, data: bytes | None) -> None:
         self._conn.send(encode_packet(_REQ, ptype, protocol.work_payload(self._handle, data)))
 
     def _end(self, ptype: int, data: bytes | None) -> None:
         if self.ended:
             raise GearmanError("Job %r has already ended" % (self.handle,))
-        if data is None:
-            self._conn.send(encode_packet(_REQ, ptype, self._handle))
-        else:
-            self._send(ptype, data)
+        self._send(ptype, data)
         self.ended = True
 
     def send_data(self, data: bytes | bytearray | str = b"") -> None:
@@ -112,7 +103,7 @@ class AsyncWorkerJob(BaseJob):
 
     def send_status(self, numerator: int | bytes | str, denominator: int | bytes | str) -> None:
         """Send WORK_STATUS: ``numerator`` of ``denominator`` done."""
-        self._send(constants.WORK_STATUS, _number(numerator) + b"\x00" + _number(denominator))
+        self._send(constants.WORK_STATUS, protocol.status_data(numerator, denominator))
 
     def complete(self, data: bytes | bytearray | str = b"") -> None:
         """End the job successfully with WORK_COMPLETE and ``data`` as the result."""
@@ -391,9 +382,7 @@ class AsyncWorker(AsyncBase):
         self._transition(conn, protocol.pipelined_reply(conn.state, conn.grabs, no_job))
 
     def _on_connect(self, conn: AsyncConnection) -> None:
-        conn.send(encode_packet(_REQ, constants.SET_CLIENT_ID, self.client_id or b""))
-        for record in self.functions.values():
-            ptype, data = protocol.can_do_packet(record.name, record.timeout)
+        for ptype, data in protocol.greeting(self.client_id, self.functions.values()):
             conn.send(encode_packet(_REQ, ptype, data))
         conn.state = protocol.IDLE
 

@@ -1,6 +1,6 @@
 """The worker role's protocol logic, free of sockets and threads.
 
-The grab state machine of gear 0.16 (gear-api.md §f.6), one state per server
+The grab state machine of gear 0.16's worker, one state per server
 connection. Each transition returns the new state and the packet type to
 send (or None); the threaded :class:`gear.Worker` and the asyncio worker
 both drive it.
@@ -8,6 +8,7 @@ both drive it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from gear import constants
@@ -26,6 +27,8 @@ __all__ = [
     "parse_assignment",
     "can_do_packet",
     "work_payload",
+    "status_data",
+    "greeting",
     "GRAB_DRAIN",
     "pipelined_demand",
     "pipelined_reply",
@@ -98,8 +101,32 @@ def can_do_packet(name: bytes, timeout: Any) -> tuple[int, bytes]:
     return constants.CAN_DO, name
 
 
-def work_payload(handle: bytes, data: bytes | bytearray) -> bytes:
+def greeting(client_id: bytes | None, functions: Iterable[Any]) -> list[tuple[int, bytes]]:
+    """Return what a worker sends on (re)connect: SET_CLIENT_ID, then a CAN_DO per function.
+
+    ``functions`` are :class:`gear.FunctionRecord` instances.
+    """
+    packets = [(constants.SET_CLIENT_ID, client_id or b"")]
+    packets.extend(can_do_packet(record.name, record.timeout) for record in functions)
+    return packets
+
+
+def work_payload(handle: bytes, data: bytes | bytearray | None) -> bytes:
+    """Return the payload of a WORK_* packet; ``data`` None (WORK_FAIL) sends the handle alone."""
+    if data is None:
+        return handle
     return handle + b"\x00" + bytes(data)
+
+
+def status_data(numerator: Any, denominator: Any) -> bytes:
+    """Return the ``numerator \0 denominator`` of a WORK_STATUS (numbers as decimal text)."""
+    return _number(numerator) + b"\x00" + _number(denominator)
+
+
+def _number(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return str(value).encode("utf8")
 
 
 # Pipelined grabs (used by the asyncio worker): a connection may have several

@@ -61,12 +61,6 @@ def _require_bytes(data: Any) -> bytes | bytearray:
     return data
 
 
-def _number(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    return str(value).encode("utf8")
-
-
 class WorkerJob(BaseJob):
     """A job assigned to a :class:`gear.Worker`; report on it with ``send*``.
 
@@ -83,7 +77,7 @@ class WorkerJob(BaseJob):
     ) -> None:
         super().__init__(name, arguments, unique, handle)
 
-    def _send(self, ptype: int, data: bytes | bytearray) -> None:
+    def _send(self, ptype: int, data: bytes | bytearray | None) -> None:
         handle = self.handle
         assert handle is not None and self.connection is not None
         self.connection.sendRaw(encode_packet(_REQ, ptype, protocol.work_payload(handle, data)))
@@ -98,15 +92,13 @@ class WorkerJob(BaseJob):
         self._send(constants.WORK_WARNING, self._payload(data))
 
     def sendWorkStatus(self, numerator: Any, denominator: Any) -> None:
-        self._send(constants.WORK_STATUS, _number(numerator) + b"\x00" + _number(denominator))
+        self._send(constants.WORK_STATUS, protocol.status_data(numerator, denominator))
 
     def sendWorkComplete(self, data: Any = b"") -> None:
         self._send(constants.WORK_COMPLETE, self._payload(data))
 
     def sendWorkFail(self) -> None:
-        handle = self.handle
-        assert handle is not None and self.connection is not None
-        self.connection.sendRaw(encode_packet(_REQ, constants.WORK_FAIL, handle))
+        self._send(constants.WORK_FAIL, None)
 
     def sendWorkException(self, data: Any = b"") -> None:
         self._send(constants.WORK_EXCEPTION, self._payload(data))
@@ -162,9 +154,7 @@ class Worker(BaseClient):
         conn.connect()
         with self.job_lock:
             try:
-                conn.sendPacket(Packet(_REQ, constants.SET_CLIENT_ID, self.client_id or b""))
-                for record in list(self.functions.values()):
-                    ptype, data = protocol.can_do_packet(record.name, record.timeout)
+                for ptype, data in protocol.greeting(self.client_id, self.functions.values()):
                     conn.sendPacket(Packet(_REQ, ptype, data))
             except Exception:
                 conn.disconnect()
