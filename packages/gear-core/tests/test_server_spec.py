@@ -18,8 +18,15 @@ def test_duplicate_host_and_port() -> None:
 
 
 def test_tls_only_with_all_three_files() -> None:
-    assert ServerSpec("h", 1, "k", "c", None).ssl_files is None
+    assert ServerSpec("h", 1).ssl_files is None
     assert ServerSpec("h", 1, "k", "c", "ca").ssl_files == ("k", "c", "ca")
+
+
+def test_a_partial_set_of_tls_files_is_refused() -> None:
+    with pytest.raises(gear.ConfigurationError, match=r"together; missing ssl_ca$"):
+        ServerSpec("h", 1, "k", "c", None)
+    with pytest.raises(gear.ConfigurationError, match=r"missing ssl_key and ssl_cert$"):
+        ServerSpec("h", 1, ssl_ca="ca")
 
 
 def test_keepalive_timings_only_when_on() -> None:

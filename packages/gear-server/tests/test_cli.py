@@ -19,8 +19,7 @@ from fixtures.geard import Geard, RawGearman
 from fixtures.servers import free_port, wait_for_port
 from gear import constants as C
 from gear.server import __version__
-from gear.server._tls_options import check_tls_files
-from gear.tls import load_context
+from gear.tls import check_tls_files, load_context
 
 GEARD = [sys.executable, "-m", "gear.cmd.geard"]
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gear.errors import ConfigurationError
+from gear.tls import check_tls_files
 
 __all__ = ["ServerSpec"]
 
@@ -27,6 +28,12 @@ class ServerSpec:
     tcp_keepidle: int = 7200
     tcp_keepintvl: int = 75
     tcp_keepcnt: int = 9
+
+    def __post_init__(self) -> None:
+        try:
+            check_tls_files(self.ssl_key, self.ssl_cert, self.ssl_ca)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from None
 
     @property
     def ssl_files(self) -> tuple[str, str, str] | None:

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 
 from gear.errors import ConnectionError
 
-__all__ = ["best_tls_version", "create_ssl_context"]
+__all__ = ["best_tls_version", "check_tls_files", "create_ssl_context"]
+
+_ARG_NAMES = ("ssl_key", "ssl_cert", "ssl_ca")
+_CLI_NAMES = ("--ssl-key", "--ssl-cert", "--ssl-ca")
+
+TLSPath = str | os.PathLike[str] | None
+
+
+def check_tls_files(key: TLSPath, cert: TLSPath, ca: TLSPath, *, cli: bool = False) -> bool:
+    """Return whether TLS is on: True for all three files, False for none.
+
+    Raise :class:`ValueError` naming the missing ones when only some are
+    given (an empty string counts as missing): gear 0.16 fell back to plain
+    TCP without a word. ``cli`` spells them as ``geard`` options.
+    """
+    given = [bool(value) for value in (key, cert, ca)]
+    if all(given):
+        return True
+    if not any(given):
+        return False
+    names = _CLI_NAMES if cli else _ARG_NAMES
+    missing = [name for name, present in zip(names, given, strict=True) if not present]
+    raise ValueError(
+        "TLS needs %s, %s and %s together; missing %s" % (*names, " and ".join(missing))
+    )
 
 
 def best_tls_version() -> int:

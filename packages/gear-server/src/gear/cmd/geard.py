@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gear.server._tls_options import check_tls_files
 from gear.server._version import __version__
+from gear.tls import check_tls_files
 
 __all__ = ["Server", "main"]
 

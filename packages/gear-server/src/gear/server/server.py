@@ -32,11 +32,10 @@ from gear.codec import DEFAULT_MAX_ADMIN_LINE, Decoder
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
-from gear.server._tls_options import check_tls_files
 from gear.server._version import __version__
 from gear.server.job import DONE, PRIORITY_INDEX, QUEUED, RUNNING, SCHEDULED, ServerJob
 from gear.server.store import QueueStore, StoredJob
-from gear.tls import load_context, peer_common_name
+from gear.tls import check_tls_files, load_context, peer_common_name
 
 __all__ = ["Server", "GeardConnection", "FunctionQueue"]
 
