@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar, cast
 from gear import constants as C
 from gear.admin import ServerAdminRequest
 from gear.codec import DEFAULT_MAX_ADMIN_LINE, Decoder
+from gear.connection import set_keepalive
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
@@ -282,7 +283,7 @@ def _hook(ptype: int) -> Callable[[Server, Packet], None]:
 class Server:
     """A Gearman job server that starts serving when constructed.
 
-    Positional parameters are gear 0.16's (gear-api.md §a.12). Keyword-only
+    Positional parameters and their order are gear 0.16's. Keyword-only
     extras set the limits that keep one bad peer from hurting the others:
     ``max_packet_size`` (bytes of one packet payload), ``max_admin_line``,
     ``max_output_buffer`` (bytes queued for a peer that does not read),
@@ -452,13 +453,7 @@ class Server:
         raise Exception("Could not open socket: %s" % (last,))
 
     def _set_keepalive(self, sock: Any) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, self.tcp_keepidle)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, self.tcp_keepintvl)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, self.tcp_keepcnt)
-        else:
-            self.log.warning("Keepalive timings are not supported on this platform")
+        set_keepalive(sock, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt, self.log)
 
     def _make_statsd(self, host: str, port: int, prefix: str | None) -> Any:
         import gear
@@ -1625,7 +1620,7 @@ class Server:
         self._send(cast(GeardConnection, request.connection), data)
 
     def handleAdminRequest(self, request: ServerAdminRequest) -> None:
-        """Answer one admin text line (gear-api.md §c and gearmand's formats)."""
+        """Answer one admin line in gear 0.16's formats (gearmand's where 0.16 had none)."""
         words = request.command.split()
         verb = words[0].lower()
         if verb == b"cancel" and len(words) > 1 and words[1].lower() == b"job":
@@ -1803,7 +1798,7 @@ class Server:
             self.log.info("Shutdown requested by admin command")
             self._stop()
 
-    # --- ACL commands (gear-api.md §c, with the documented str semantics)
+    # --- ACL commands
 
     def handleACLList(self, request: ServerAdminRequest) -> None:
         if self.acl is None:
