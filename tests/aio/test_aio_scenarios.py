@@ -10,22 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 import gear
+from fixtures.aio import client_for, run, wait_until
 from fixtures.geard import RawGearman
 
 T = 10  # seconds: upper bound of every wait in these tests
 RETRY = 0.05
-_R = TypeVar("_R")
-
-
-@pytest.fixture(params=["gearmand", "geard"])
-def server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(params=["gearmand", "geard"])
@@ -35,27 +30,6 @@ def two_servers(request: pytest.FixtureRequest) -> tuple[Any, Any]:
     else:
         start = request.getfixturevalue("geard_factory")
     return start(), start()
-
-
-def run(coro: Coroutine[Any, Any, _R], timeout: float = 40) -> _R:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = T) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
-@contextlib.asynccontextmanager
-async def client_for(*servers: Any) -> AsyncIterator[Any]:
-    async with gear.AsyncClient("aio-client") as client:
-        client.reconnect_delay = RETRY
-        for srv in servers:
-            client.add_server(srv.host, srv.port)
-        await client.wait_for_server(T)
-        yield client
 
 
 @contextlib.asynccontextmanager

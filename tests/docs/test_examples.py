@@ -100,12 +100,6 @@ def _single_line(reply: bytes) -> bool:
     return reply.endswith(b"\n") and (reply.startswith((b"OK", b"ERR")))
 
 
-@pytest.fixture(params=["geard", "gearmand"])
-def server(request: pytest.FixtureRequest) -> Geard | GearmanD:
-    """Our geard and the C gearmand, in turn."""
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 # -- gear-core and the server in Python -------------------------------------
 
 

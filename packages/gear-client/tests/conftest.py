@@ -1,4 +1,4 @@
-"""Fixtures for the Client/Worker scenarios: servers, clients, workers.
+"""Fixtures for the Client/Worker scenarios: clients and workers (``server`` is the root one).
 
 Only public names of ``gear`` are used, so the scenarios can be re-run
 against another face of the API by swapping these fixtures.
@@ -16,12 +16,6 @@ import gear
 
 #: Connect-thread back-off in tests (seconds); gear's default is 2 s.
 RETRY = 0.05
-
-
-@pytest.fixture(params=["gearmand", "geard"])
-def server(request: pytest.FixtureRequest) -> Any:
-    """A fresh server: the C gearmand, then our geard."""
-    return request.getfixturevalue(request.param)
 
 
 class Harness:

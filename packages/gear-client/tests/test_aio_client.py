@@ -9,32 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 import gear
+from fixtures.aio import client_for, run
 from gear.errors import JobFailedError
 
 T = 10  # seconds: upper bound of every wait in these tests
 RETRY = 0.05
-_R = TypeVar("_R")
-
-
-def run(coro: Coroutine[Any, Any, _R], timeout: float = 30) -> _R:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def client_for(*servers: Any, client_id: str = "aio-client") -> AsyncIterator[Any]:
-    async with gear.AsyncClient(client_id) as client:
-        client.reconnect_delay = RETRY
-        for srv in servers:
-            client.add_server(srv.host, srv.port)
-        if servers:
-            await client.wait_for_server(T)
-        yield client
 
 
 @contextlib.asynccontextmanager
