@@ -22,33 +22,26 @@ from typing import Any
 import pytest
 
 import gear
-from fixtures.certs import Certs, KeyPair
+from fixtures.certs import Certs
 from fixtures.geard import Geard
+from fixtures.tls import geard_tls
 from gear.acl import ACL, ACLEntry
 
 pytestmark = pytest.mark.interop
 
 T = 15
 LOOPBACK = "127.0.0.1"
-_issued: dict[tuple[str, str], KeyPair] = {}
-
-
-def pair(certs: Certs, cn: str) -> KeyPair:
-    key = (certs.ca, cn)
-    if key not in _issued:
-        _issued[key] = certs.issue(cn)
-    return _issued[key]
 
 
 def tls_args(certs: Certs, cn: str) -> list[str]:
     """argv for the 0.16 scripts below: key, cert, CA."""
-    files = pair(certs, cn)
+    files = certs.pair(cn)
     return [files.key, files.cert, certs.ca]
 
 
 @pytest.fixture
 def tls_geard(geard_factory: Callable[..., Geard], certs: Certs) -> Geard:
-    return geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    return geard_factory(**geard_tls(certs))
 
 
 def make_acl() -> ACL:
@@ -63,12 +56,7 @@ def make_acl() -> ACL:
 
 @pytest.fixture
 def acl_geard(geard_factory: Callable[..., Geard], certs: Certs) -> Geard:
-    return geard_factory(
-        ssl_key=certs.server.key,
-        ssl_cert=certs.server.cert,
-        ssl_ca=certs.ca,
-        acl=make_acl(),
-    )
+    return geard_factory(**geard_tls(certs), acl=make_acl())
 
 
 @pytest.fixture
@@ -77,7 +65,7 @@ def ours(certs: Certs) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
 
     def make(cls: type, cn: str, geard: Geard) -> Any:
-        files = pair(certs, cn)
+        files = certs.pair(cn)
         peer = cls(cn)
         peer.reconnect_delay = 0.05
         made.append(peer)
@@ -105,11 +93,6 @@ def serve(worker: Any, count: int, handler: Callable[[Any], None]) -> threading.
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     return thread
-
-
-def subjects(geard: Geard) -> set[str | None]:
-    """The certificate CNs of the server's current connections."""
-    return {conn.ssl_subject for conn in list(geard.server.connection_map.values())}
 
 
 def ready(proc: Any) -> str:
@@ -216,7 +199,7 @@ def test_gear016_tls_worker_serves_our_tls_client(
             assert job.fraction_complete == 0.5
         # Each peer's identity is its certificate CN (checked once the server
         # has certainly accepted both: TLS 1.3 clients finish first).
-        assert {"w016", "ours-client"} <= subjects(tls_geard)
+        assert {"w016", "ours-client"} <= tls_geard.ssl_subjects()
         assert tls_version(client) == "TLSv1.3"
         job = gear.Job("rev016", b"fail")
         client.submitJob(job, timeout=T)
@@ -307,7 +290,7 @@ def test_gear016_certificate_from_another_ca_is_refused(
     foreign = other_ca_certs.client
     out = gear016.run(GEAR016_REFUSED, str(tls_geard.port), foreign.key, foreign.cert, certs.ca)
     assert out.stdout.strip() == "refused"
-    assert "client" not in subjects(tls_geard)
+    assert "client" not in tls_geard.ssl_subjects()
 
 
 def test_gear016_acl_invoke_allowed(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.tls import geard_tls
 from fixtures.waiting import wait_until
 
 T = 10
@@ -113,7 +114,7 @@ def test_submit_moves_on_when_first_server_is_gone(gearmand_factory: Any, harnes
 
 
 def test_tls_client_and_worker(geard_factory: Any, certs: Any, harness: Any) -> None:
-    server = geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    server = geard_factory(**geard_tls(certs))
     tls = (certs.client.key, certs.client.cert, certs.ca)
     worker = gear.Worker("tls-worker")
     harness.objects.append(worker)
@@ -139,7 +140,7 @@ def test_tls_client_and_worker(geard_factory: Any, certs: Any, harness: Any) -> 
 
 
 def test_tls_refusals(geard_factory: Any, certs: Any, other_ca_certs: Any, harness: Any) -> None:
-    server = geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    server = geard_factory(**geard_tls(certs))
     distrusting = gear.Client("distrusting")
     distrusting.reconnect_delay = 0.05
     harness.objects.append(distrusting)

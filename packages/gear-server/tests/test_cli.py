@@ -17,9 +17,9 @@ import pytest
 import gear.cmd.geard
 from fixtures.geard import Geard, RawGearman
 from fixtures.servers import free_port, wait_for_port
+from fixtures.tls import client_context, geard_tls_flags
 from gear import constants as C
 from gear.server import __version__
-from gear.tls import load_context
 
 GEARD = [sys.executable, "-m", "gear.cmd.geard"]
 
@@ -188,12 +188,9 @@ def test_keepalive_on_accepted_sockets(geard_factory: Callable[..., Geard]) -> N
 def test_tls_and_acl_file(tmp_path: Path, certs: Any) -> None:
     acl_file = tmp_path / "acl.ini"
     acl_file.write_text("[client]\ninvoke=allowed.*\n\n[admin]\ngrant=true\n")
-    proc, port = foreground(
-        "--ssl-key", certs.server.key, "--ssl-cert", certs.server.cert,
-        "--ssl-ca", certs.ca, "--acl", str(acl_file),
-    )  # fmt: skip
+    proc, port = foreground(*geard_tls_flags(certs), "--acl", str(acl_file))
     try:
-        context = load_context(certs.client.key, certs.client.cert, certs.ca)
+        context = client_context(certs.ca, certs.client)
         with RawGearman(port, ssl_context=context) as client:
             client.send(C.SUBMIT_JOB_BG, b"allowed-1\0\0x")
             client.expect(C.JOB_CREATED)
