@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import gear
-from fixtures.geard import Geard
+from fixtures.geard import Geard, RawGearman
 from fixtures.servers import LOOPBACK, GearmanD, free_port, wait_for_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -84,20 +84,8 @@ def spawn() -> Iterator[Spawn]:
 
 def admin(port: int, line: str, context: ssl.SSLContext | None = None) -> str:
     """Send one admin command to a server and return its reply."""
-    with socket.create_connection((LOOPBACK, port), timeout=10) as raw:
-        sock = context.wrap_socket(raw) if context is not None else raw
-        sock.sendall(line.encode() + b"\n")
-        reply = b""
-        while not (reply.endswith(b"\n.\n") or reply == b".\n" or _single_line(reply)):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode()
-
-
-def _single_line(reply: bytes) -> bool:
-    return reply.endswith(b"\n") and (reply.startswith((b"OK", b"ERR")))
+    with RawGearman(port, ssl_context=context) as conn:
+        return conn.admin(line).decode()
 
 
 # -- gear-core and the server in Python -------------------------------------
