@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import gear
-from fixtures.geard import Geard, RawGearman
+from fixtures.geard import Geard, RawGearman, spawn_geard
 from fixtures.servers import LOOPBACK, GearmanD, free_port, wait_for_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -167,17 +167,8 @@ def test_failover(geard_factory: Callable[..., Geard], spawn: Spawn) -> None:
 
 
 def start_geard(*args: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [tool("geard"), "-d", "--listen-address", LOOPBACK, "-p", str(port), *args]
-    )
-    try:
-        wait_for_port(LOOPBACK, port, proc=proc)
-    except BaseException:
-        proc.kill()
-        proc.wait(10)
-        raise
-    return proc, port
+    """The installed ``geard`` console script, as the how-to guides run it."""
+    return spawn_geard(*args, port=port, command=[tool("geard")])
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +14,11 @@ from typing import Any
 import pytest
 
 import gear.cmd.geard
-from fixtures.geard import Geard, RawGearman
+from fixtures.geard import GEARD, Geard, RawGearman, spawn_geard
 from fixtures.servers import free_port, wait_for_port
 from fixtures.tls import client_context, geard_tls_flags
 from gear import constants as C
 from gear.server import __version__
-
-GEARD = [sys.executable, "-m", "gear.cmd.geard"]
 
 
 def run_job(port: int) -> None:
@@ -38,14 +35,7 @@ def run_job(port: int) -> None:
 def foreground(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*GEARD, "-d", "-p", str(port), "--listen-address", "127.0.0.1", *args],
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    wait_for_port("127.0.0.1", port, proc=proc)
-    return proc, port
+    return spawn_geard(*args, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
 
 
 def test_module_is_importable() -> None:
