@@ -15,7 +15,6 @@ raises ``GearmanError("Unable to submit job to any connected servers")``
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 import gear
 from fixtures.certs import Certs
 from fixtures.geard import Geard
+from fixtures.peers import reaped, serve
 from fixtures.tls import geard_tls
 from gear.acl import ACL, ACLEntry
 
@@ -83,16 +83,6 @@ def tls_version(peer: Any) -> str | None:
     tripped: while the poll thread is reading TLS 1.3 post-handshake messages
     (session tickets) OpenSSL briefly reports the handshake as unfinished."""
     return peer.active_connections[0].conn.version()
-
-
-def serve(worker: Any, count: int, handler: Callable[[Any], None]) -> threading.Thread:
-    def loop() -> None:
-        for _ in range(count):
-            handler(worker.getJob(timeout=T))
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    return thread
 
 
 def ready(proc: Any) -> str:
@@ -187,7 +177,7 @@ def test_gear016_tls_worker_serves_our_tls_client(
     tls_geard: Geard, certs: Certs, gear016: Any, ours: Callable[..., Any]
 ) -> None:
     proc = gear016.start(GEAR016_WORKER, str(tls_geard.port), *tls_args(certs, "w016"), "3")
-    try:
+    with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         client = ours(gear.Client, "ours-client", tls_geard)
         for arg in (b"abc", b"x" * 100000):
@@ -205,10 +195,6 @@ def test_gear016_tls_worker_serves_our_tls_client(
         client.submitJob(job, timeout=T)
         assert job.wait(T) and job.failure
         stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_gear016_tls_client_submits_to_our_tls_worker(
@@ -244,7 +230,7 @@ def test_gear016_tls_client_and_worker_through_our_geard(
     tls_geard: Geard, certs: Certs, gear016: Any
 ) -> None:
     proc = gear016.start(GEAR016_WORKER, str(tls_geard.port), *tls_args(certs, "w016"), "2")
-    try:
+    with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         out = gear016.run(
             GEAR016_CLIENT,
@@ -260,10 +246,6 @@ def test_gear016_tls_client_and_worker_through_our_geard(
             {"complete": True, "failure": True, "data": ["chunk"]},
         ]
         stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 # A 0.16 TLS client with a certificate the server must refuse: it never gets
@@ -354,7 +336,7 @@ def test_our_tls_client_with_gear016_worker_under_acl(
     proc = gear016.start(
         GEAR016_WORKER, str(acl_geard.port), *tls_args(certs, "w016"), "1", "acl-rev"
     )
-    try:
+    with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         client = ours(gear.Client, "ours-client", acl_geard)
         job = gear.Job("acl-rev", b"stressed")
@@ -362,7 +344,3 @@ def test_our_tls_client_with_gear016_worker_under_acl(
         assert job.wait(T)
         assert (job.failure, job.data) == (False, [b"chunk", b"desserts"])
         stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()

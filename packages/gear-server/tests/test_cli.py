@@ -15,6 +15,7 @@ import pytest
 
 import gear.cmd.geard
 from fixtures.geard import GEARD, Geard, RawGearman, spawn_geard
+from fixtures.peers import reaped
 from fixtures.servers import free_port, wait_for_port
 from fixtures.tls import client_context, geard_tls_flags
 from gear import constants as C
@@ -63,17 +64,13 @@ def test_version_and_help() -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
     proc, port = foreground("--max-packet-size", "1000")
-    try:
+    with reaped(proc):
         run_job(port)
         with RawGearman(port) as conn:
             conn.send(C.ECHO_REQ, b"x" * 2000)
             assert conn.expect(C.ERROR).startswith(b"PACKET_TOO_LARGE")
         proc.send_signal(signum)
         assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.stderr is not None
     log = proc.stderr.read().decode()
     assert "INFO gear.Server: Listening on 127.0.0.1 port %d" % port in log
@@ -83,14 +80,10 @@ def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
 
 def test_admin_shutdown_stops_process() -> None:
     proc, port = foreground()
-    try:
+    with reaped(proc):
         with RawGearman(port) as admin:
             assert admin.admin("shutdown") == b"OK\n"
         assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_missing_log_config_fails() -> None:
