@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import gear.cmd.geard
-from fixtures.geard import GEARD, Geard, RawGearman, spawn_geard
+from fixtures.geard import GEARD, Geard, RawGearman, run_job, spawn_geard
 from fixtures.peers import reaped
 from fixtures.servers import free_port, wait_for_port
 from fixtures.tls import client_context, geard_tls_flags
@@ -22,15 +22,9 @@ from gear import constants as C
 from gear.server import __version__
 
 
-def run_job(port: int) -> None:
+def run_cli_job(port: int) -> None:
     with RawGearman(port) as client, RawGearman(port) as worker:
-        worker.send(C.CAN_DO, b"cli")
-        client.send(C.SUBMIT_JOB, b"cli\0\0x")
-        handle = client.expect(C.JOB_CREATED)
-        worker.send(C.GRAB_JOB)
-        worker.expect(C.JOB_ASSIGN)
-        worker.send(C.WORK_COMPLETE, handle + b"\0y")
-        assert client.expect(C.WORK_COMPLETE) == handle + b"\0y"
+        run_job(client, worker, b"cli", b"x", b"y")
 
 
 def foreground(
@@ -65,7 +59,7 @@ def test_version_and_help() -> None:
 def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
     proc, port = foreground("--max-packet-size", "1000")
     with reaped(proc):
-        run_job(port)
+        run_cli_job(port)
         with RawGearman(port) as conn:
             conn.send(C.ECHO_REQ, b"x" * 2000)
             assert conn.expect(C.ERROR).startswith(b"PACKET_TOO_LARGE")
@@ -117,7 +111,7 @@ def test_daemon_mode_pidfile_and_log_config(tmp_path: Path) -> None:
         time.sleep(0.05)
     pid = int(pidfile.read_text())
     try:
-        run_job(port)
+        run_cli_job(port)
         second = subprocess.run(args, capture_output=True, timeout=30)
         assert second.returncode != 0 and b"locked" in second.stderr
         os.kill(pid, signal.SIGTERM)
