@@ -15,7 +15,7 @@ raises ``GearmanError("Unable to submit job to any connected servers")``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,14 +23,13 @@ import pytest
 import gear
 from fixtures.certs import Certs
 from fixtures.geard import Geard
-from fixtures.peers import reaped, serve
+from fixtures.peers import Harness, reaped, serve
 from fixtures.tls import geard_tls
 from gear.acl import ACL, ACLEntry
 
 pytestmark = pytest.mark.interop
 
 T = 15
-LOOPBACK = "127.0.0.1"
 
 
 def tls_args(certs: Certs, cn: str) -> list[str]:
@@ -60,22 +59,15 @@ def acl_geard(geard_factory: Callable[..., Geard], certs: Certs) -> Geard:
 
 
 @pytest.fixture
-def ours(certs: Certs) -> Iterator[Callable[..., Any]]:
+def ours(certs: Certs, harness: Harness) -> Callable[..., Any]:
     """Make our TLS Client or Worker (class, CN, geard); shut down at teardown."""
-    made: list[Any] = []
 
     def make(cls: type, cn: str, geard: Geard) -> Any:
         files = certs.pair(cn)
-        peer = cls(cn)
-        peer.reconnect_delay = 0.05
-        made.append(peer)
-        peer.addServer(LOOPBACK, geard.port, files.key, files.cert, certs.ca)
-        peer.waitForServer(T)
-        return peer
+        tls = {"ssl_key": files.key, "ssl_cert": files.cert, "ssl_ca": certs.ca}
+        return harness.connect(cls, geard, client_id=cn, timeout=T, **tls)
 
-    yield make
-    for peer in made:
-        peer.shutdown()
+    return make
 
 
 def tls_version(peer: Any) -> str | None:

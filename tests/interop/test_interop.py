@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import gear
-from fixtures.peers import reaped, serve
+from fixtures.peers import Harness, reaped, serve
 from fixtures.servers import require_tool
 
 pytestmark = pytest.mark.interop
@@ -24,23 +24,13 @@ T = 20
 
 
 @pytest.fixture
-def client(gearmand: Any) -> Iterator[Any]:
-    c = gear.Client("interop-client")
-    c.reconnect_delay = 0.05
-    c.addServer(gearmand.host, gearmand.port)
-    c.waitForServer(T)
-    yield c
-    c.shutdown()
+def client(gearmand: Any, harness: Harness) -> Any:
+    return harness.client(gearmand, client_id="interop-client", timeout=T)
 
 
 @pytest.fixture
-def worker(gearmand: Any) -> Iterator[Any]:
-    w = gear.Worker("interop-worker")
-    w.reconnect_delay = 0.05
-    w.addServer(gearmand.host, gearmand.port)
-    w.waitForServer(T)
-    yield w
-    w.shutdown()
+def worker(gearmand: Any, harness: Harness) -> Any:
+    return harness.worker(gearmand, client_id="interop-worker", timeout=T)
 
 
 def test_gearman_cli_client_foreground(gearmand: Any, worker: Any) -> None:

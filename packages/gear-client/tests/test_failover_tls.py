@@ -10,14 +10,11 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.peers import reverse
 from fixtures.tls import geard_tls
 from fixtures.waiting import wait_until
 
 T = 10
-
-
-def reverse(job: Any) -> None:
-    job.sendWorkComplete(job.arguments[::-1])
 
 
 @pytest.fixture(params=["gearmand", "geard"])
