@@ -16,11 +16,8 @@ from typing import Any
 import pytest
 
 import gear
-from fixtures.aio import client_for, run, wait_until
+from fixtures.aio import RETRY, T, client_for, run, wait_until
 from fixtures.geard import RawGearman
-
-T = 10  # seconds: upper bound of every wait in these tests
-RETRY = 0.05
 
 
 @pytest.fixture(params=["gearmand", "geard"])

@@ -15,11 +15,8 @@ from typing import Any
 import pytest
 
 import gear
-from fixtures.aio import client_for, run
+from fixtures.aio import RETRY, T, client_for, run
 from gear.errors import JobFailedError
-
-T = 10  # seconds: upper bound of every wait in these tests
-RETRY = 0.05
 
 
 @contextlib.asynccontextmanager

@@ -16,11 +16,8 @@ from typing import Any
 import pytest
 
 import gear
-from fixtures.aio import run, wait_until
+from fixtures.aio import RETRY, T, run, wait_until
 from gear.errors import JobFailedError
-
-T = 10  # seconds: upper bound of every wait in these tests
-RETRY = 0.05
 
 
 @contextlib.asynccontextmanager
