@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import gear
-from fixtures.aio import RETRY, T, client_for, run, wait_until
+from fixtures.aio import RETRY, T, client_for, run, serving, wait_until
 from fixtures.geard import RawGearman
 
 
@@ -29,8 +29,9 @@ def two_servers(request: pytest.FixtureRequest) -> tuple[Any, Any]:
     return start(), start()
 
 
-@contextlib.asynccontextmanager
-async def echo_worker(*servers: Any, concurrency: int = 8, delay: float = 0) -> AsyncIterator[Any]:
+def echo_worker(
+    *servers: Any, concurrency: int = 8, delay: float = 0
+) -> contextlib.AbstractAsyncContextManager[Any]:
     """An AsyncWorker answering ``echo`` with the arguments (after ``delay`` s)."""
 
     async def echo(job: Any) -> bytes:
@@ -38,18 +39,7 @@ async def echo_worker(*servers: Any, concurrency: int = 8, delay: float = 0) -> 
             await asyncio.sleep(delay)
         return bytes(job.arguments)
 
-    async with gear.AsyncWorker("aio-worker") as worker:
-        worker.reconnect_delay = RETRY
-        worker.register("echo")
-        for srv in servers:
-            worker.add_server(srv.host, srv.port)
-        await worker.wait_for_server(T)
-        task = asyncio.create_task(worker.serve({"echo": echo}, concurrency=concurrency))
-        try:
-            yield worker
-        finally:
-            await asyncio.wait_for(worker.stop(), T)
-            await asyncio.wait_for(task, T)
+    return serving(*servers, handlers={"echo": echo}, concurrency=concurrency)
 
 
 async def check_in_sync(client: Any, count: int = 20) -> None:
