@@ -10,4 +10,5 @@ pytest_plugins = [
     "fixtures.certs",
     "fixtures.geard",
     "fixtures.gear016",
+    "fixtures.peers",
 ]

@@ -7,7 +7,6 @@ leave the connection usable, so most checks end with an ECHO round trip.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,17 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.certs import Certs, KeyPair
-from fixtures.geard import Geard
+from fixtures.certs import Certs
+from fixtures.geard import Geard, echo_once
+from fixtures.tls import client_context, geard_tls, geard_tls_flags
 from gear import constants as C
 from gear.acl import ACL, ACLEntry
 from gear.admin import AdminRequest
 from gear.connection import Connection
 from gear.packet import Packet
-from gear.tls import create_ssl_context
 
 LOOPBACK = "127.0.0.1"
-_issued: dict[tuple[str, str], KeyPair] = {}
 
 
 class Admin(AdminRequest):
@@ -90,19 +88,12 @@ class Peer:
         return request.response
 
 
-def pair(certs: Certs, cn: str) -> KeyPair:
-    key = (certs.ca, cn)
-    if key not in _issued:
-        _issued[key] = certs.client if cn == "client" else certs.issue(cn)
-    return _issued[key]
-
-
 @pytest.fixture
 def peers(certs: Certs) -> Iterator[Callable[[Geard, str], Peer]]:
     opened: list[Connection] = []
 
     def connect(geard: Geard, cn: str) -> Peer:
-        files = pair(certs, cn)
+        files = certs.pair(cn)
         conn = Connection(LOOPBACK, geard.port, files.key, files.cert, certs.ca)
         conn.connect()
         conn.conn.settimeout(10)
@@ -125,9 +116,7 @@ def make_acl() -> ACL:
 
 @pytest.fixture
 def geard(geard_factory: Callable[..., Geard], certs: Certs) -> Geard:
-    return geard_factory(
-        ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca, acl=make_acl()
-    )
+    return geard_factory(**geard_tls(certs), acl=make_acl())
 
 
 def registered(peer: Peer) -> list[bytes]:
@@ -278,14 +267,8 @@ def test_connections_without_a_trusted_client_certificate_are_refused(
     other_ca_certs: Certs,
     peers: Callable[[Geard, str], Peer],
 ) -> None:
-    no_cert = create_ssl_context()
-    no_cert.load_verify_locations(certs.ca)
     with pytest.raises((ssl.SSLError, OSError, EOFError)):
-        with socket.create_connection((LOOPBACK, geard.port), timeout=10) as raw:
-            with no_cert.wrap_socket(raw) as sock:
-                sock.sendall(Packet(C.REQ, C.ECHO_REQ, b"x").toBinary())
-                if not sock.recv(64):
-                    raise EOFError("closed by the server")
+        echo_once(geard.port, client_context(certs.ca))
 
     stranger = other_ca_certs.issue("ops")
     conn = Connection(LOOPBACK, geard.port, stranger.key, stranger.cert, certs.ca)
@@ -298,7 +281,7 @@ def test_connections_without_a_trusted_client_certificate_are_refused(
     conn.disconnect()
 
     assert peers(geard, "ops").admin("acl list").startswith(b"ops\t")
-    assert {c.ssl_subject for c in geard.server.active_connections} == {"ops"}
+    assert geard.ssl_subjects() == {"ops"}
 
 
 BAD_FILES = {
@@ -319,7 +302,7 @@ def test_geard_refuses_to_start_with_a_malformed_acl_file(
     if text is not None:
         path.write_text(text)
     command = "from gear.cmd.geard import main; raise SystemExit(main())"
-    tls = ["--ssl-key", certs.server.key, "--ssl-cert", certs.server.cert, "--ssl-ca", certs.ca]
+    tls = geard_tls_flags(certs)
     argv = ["-d", "-p", "0", "--listen-address", LOOPBACK, *tls, "--acl", str(path)]
     result = subprocess.run(
         [sys.executable, "-c", command, *argv],

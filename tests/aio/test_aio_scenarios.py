@@ -10,22 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 import gear
+from fixtures.aio import RETRY, T, client_for, run, serving, wait_until
 from fixtures.geard import RawGearman
-
-T = 10  # seconds: upper bound of every wait in these tests
-RETRY = 0.05
-_R = TypeVar("_R")
-
-
-@pytest.fixture(params=["gearmand", "geard"])
-def server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(params=["gearmand", "geard"])
@@ -37,29 +29,9 @@ def two_servers(request: pytest.FixtureRequest) -> tuple[Any, Any]:
     return start(), start()
 
 
-def run(coro: Coroutine[Any, Any, _R], timeout: float = 40) -> _R:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = T) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
-@contextlib.asynccontextmanager
-async def client_for(*servers: Any) -> AsyncIterator[Any]:
-    async with gear.AsyncClient("aio-client") as client:
-        client.reconnect_delay = RETRY
-        for srv in servers:
-            client.add_server(srv.host, srv.port)
-        await client.wait_for_server(T)
-        yield client
-
-
-@contextlib.asynccontextmanager
-async def echo_worker(*servers: Any, concurrency: int = 8, delay: float = 0) -> AsyncIterator[Any]:
+def echo_worker(
+    *servers: Any, concurrency: int = 8, delay: float = 0
+) -> contextlib.AbstractAsyncContextManager[Any]:
     """An AsyncWorker answering ``echo`` with the arguments (after ``delay`` s)."""
 
     async def echo(job: Any) -> bytes:
@@ -67,18 +39,7 @@ async def echo_worker(*servers: Any, concurrency: int = 8, delay: float = 0) -> 
             await asyncio.sleep(delay)
         return bytes(job.arguments)
 
-    async with gear.AsyncWorker("aio-worker") as worker:
-        worker.reconnect_delay = RETRY
-        worker.register("echo")
-        for srv in servers:
-            worker.add_server(srv.host, srv.port)
-        await worker.wait_for_server(T)
-        task = asyncio.create_task(worker.serve({"echo": echo}, concurrency=concurrency))
-        try:
-            yield worker
-        finally:
-            await asyncio.wait_for(worker.stop(), T)
-            await asyncio.wait_for(task, T)
+    return serving(*servers, handlers={"echo": echo}, concurrency=concurrency)
 
 
 async def check_in_sync(client: Any, count: int = 20) -> None:

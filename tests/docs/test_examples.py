@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import gear
-from fixtures.geard import Geard
+from fixtures.geard import Geard, RawGearman, spawn_geard
 from fixtures.servers import LOOPBACK, GearmanD, free_port, wait_for_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -84,26 +84,8 @@ def spawn() -> Iterator[Spawn]:
 
 def admin(port: int, line: str, context: ssl.SSLContext | None = None) -> str:
     """Send one admin command to a server and return its reply."""
-    with socket.create_connection((LOOPBACK, port), timeout=10) as raw:
-        sock = context.wrap_socket(raw) if context is not None else raw
-        sock.sendall(line.encode() + b"\n")
-        reply = b""
-        while not (reply.endswith(b"\n.\n") or reply == b".\n" or _single_line(reply)):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode()
-
-
-def _single_line(reply: bytes) -> bool:
-    return reply.endswith(b"\n") and (reply.startswith((b"OK", b"ERR")))
-
-
-@pytest.fixture(params=["geard", "gearmand"])
-def server(request: pytest.FixtureRequest) -> Geard | GearmanD:
-    """Our geard and the C gearmand, in turn."""
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+    with RawGearman(port, ssl_context=context) as conn:
+        return conn.admin(line).decode()
 
 
 # -- gear-core and the server in Python -------------------------------------
@@ -185,17 +167,8 @@ def test_failover(geard_factory: Callable[..., Geard], spawn: Spawn) -> None:
 
 
 def start_geard(*args: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [tool("geard"), "-d", "--listen-address", LOOPBACK, "-p", str(port), *args]
-    )
-    try:
-        wait_for_port(LOOPBACK, port, proc=proc)
-    except BaseException:
-        proc.kill()
-        proc.wait(10)
-        raise
-    return proc, port
+    """The installed ``geard`` console script, as the how-to guides run it."""
+    return spawn_geard(*args, port=port, command=[tool("geard")])
 
 
 @pytest.fixture

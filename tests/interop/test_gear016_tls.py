@@ -15,40 +15,32 @@ raises ``GearmanError("Unable to submit job to any connected servers")``
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import gear
-from fixtures.certs import Certs, KeyPair
+from fixtures.certs import Certs
 from fixtures.geard import Geard
+from fixtures.peers import Harness, reaped, serve
+from fixtures.tls import geard_tls
 from gear.acl import ACL, ACLEntry
 
 pytestmark = pytest.mark.interop
 
 T = 15
-LOOPBACK = "127.0.0.1"
-_issued: dict[tuple[str, str], KeyPair] = {}
-
-
-def pair(certs: Certs, cn: str) -> KeyPair:
-    key = (certs.ca, cn)
-    if key not in _issued:
-        _issued[key] = certs.issue(cn)
-    return _issued[key]
 
 
 def tls_args(certs: Certs, cn: str) -> list[str]:
     """argv for the 0.16 scripts below: key, cert, CA."""
-    files = pair(certs, cn)
+    files = certs.pair(cn)
     return [files.key, files.cert, certs.ca]
 
 
 @pytest.fixture
 def tls_geard(geard_factory: Callable[..., Geard], certs: Certs) -> Geard:
-    return geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    return geard_factory(**geard_tls(certs))
 
 
 def make_acl() -> ACL:
@@ -63,31 +55,19 @@ def make_acl() -> ACL:
 
 @pytest.fixture
 def acl_geard(geard_factory: Callable[..., Geard], certs: Certs) -> Geard:
-    return geard_factory(
-        ssl_key=certs.server.key,
-        ssl_cert=certs.server.cert,
-        ssl_ca=certs.ca,
-        acl=make_acl(),
-    )
+    return geard_factory(**geard_tls(certs), acl=make_acl())
 
 
 @pytest.fixture
-def ours(certs: Certs) -> Iterator[Callable[..., Any]]:
+def ours(certs: Certs, harness: Harness) -> Callable[..., Any]:
     """Make our TLS Client or Worker (class, CN, geard); shut down at teardown."""
-    made: list[Any] = []
 
     def make(cls: type, cn: str, geard: Geard) -> Any:
-        files = pair(certs, cn)
-        peer = cls(cn)
-        peer.reconnect_delay = 0.05
-        made.append(peer)
-        peer.addServer(LOOPBACK, geard.port, files.key, files.cert, certs.ca)
-        peer.waitForServer(T)
-        return peer
+        files = certs.pair(cn)
+        tls = {"ssl_key": files.key, "ssl_cert": files.cert, "ssl_ca": certs.ca}
+        return harness.connect(cls, geard, client_id=cn, timeout=T, **tls)
 
-    yield make
-    for peer in made:
-        peer.shutdown()
+    return make
 
 
 def tls_version(peer: Any) -> str | None:
@@ -95,21 +75,6 @@ def tls_version(peer: Any) -> str | None:
     tripped: while the poll thread is reading TLS 1.3 post-handshake messages
     (session tickets) OpenSSL briefly reports the handshake as unfinished."""
     return peer.active_connections[0].conn.version()
-
-
-def serve(worker: Any, count: int, handler: Callable[[Any], None]) -> threading.Thread:
-    def loop() -> None:
-        for _ in range(count):
-            handler(worker.getJob(timeout=T))
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    return thread
-
-
-def subjects(geard: Geard) -> set[str | None]:
-    """The certificate CNs of the server's current connections."""
-    return {conn.ssl_subject for conn in list(geard.server.connection_map.values())}
 
 
 def ready(proc: Any) -> str:
@@ -204,7 +169,7 @@ def test_gear016_tls_worker_serves_our_tls_client(
     tls_geard: Geard, certs: Certs, gear016: Any, ours: Callable[..., Any]
 ) -> None:
     proc = gear016.start(GEAR016_WORKER, str(tls_geard.port), *tls_args(certs, "w016"), "3")
-    try:
+    with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         client = ours(gear.Client, "ours-client", tls_geard)
         for arg in (b"abc", b"x" * 100000):
@@ -216,16 +181,12 @@ def test_gear016_tls_worker_serves_our_tls_client(
             assert job.fraction_complete == 0.5
         # Each peer's identity is its certificate CN (checked once the server
         # has certainly accepted both: TLS 1.3 clients finish first).
-        assert {"w016", "ours-client"} <= subjects(tls_geard)
+        assert {"w016", "ours-client"} <= tls_geard.ssl_subjects()
         assert tls_version(client) == "TLSv1.3"
         job = gear.Job("rev016", b"fail")
         client.submitJob(job, timeout=T)
         assert job.wait(T) and job.failure
         stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_gear016_tls_client_submits_to_our_tls_worker(
@@ -261,7 +222,7 @@ def test_gear016_tls_client_and_worker_through_our_geard(
     tls_geard: Geard, certs: Certs, gear016: Any
 ) -> None:
     proc = gear016.start(GEAR016_WORKER, str(tls_geard.port), *tls_args(certs, "w016"), "2")
-    try:
+    with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         out = gear016.run(
             GEAR016_CLIENT,
@@ -277,10 +238,6 @@ def test_gear016_tls_client_and_worker_through_our_geard(
             {"complete": True, "failure": True, "data": ["chunk"]},
         ]
         stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 # A 0.16 TLS client with a certificate the server must refuse: it never gets
@@ -307,7 +264,7 @@ def test_gear016_certificate_from_another_ca_is_refused(
     foreign = other_ca_certs.client
     out = gear016.run(GEAR016_REFUSED, str(tls_geard.port), foreign.key, foreign.cert, certs.ca)
     assert out.stdout.strip() == "refused"
-    assert "client" not in subjects(tls_geard)
+    assert "client" not in tls_geard.ssl_subjects()
 
 
 def test_gear016_acl_invoke_allowed(
@@ -371,7 +328,7 @@ def test_our_tls_client_with_gear016_worker_under_acl(
     proc = gear016.start(
         GEAR016_WORKER, str(acl_geard.port), *tls_args(certs, "w016"), "1", "acl-rev"
     )
-    try:
+    with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         client = ours(gear.Client, "ours-client", acl_geard)
         job = gear.Job("acl-rev", b"stressed")
@@ -379,7 +336,3 @@ def test_our_tls_client_with_gear016_worker_under_acl(
         assert job.wait(T)
         assert (job.failure, job.data) == (False, [b"chunk", b"desserts"])
         stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import gear
+from fixtures.peers import Harness, reaped, serve
 from fixtures.servers import require_tool
 
 pytestmark = pytest.mark.interop
@@ -24,39 +24,18 @@ T = 20
 
 
 @pytest.fixture
-def client(gearmand: Any) -> Iterator[Any]:
-    c = gear.Client("interop-client")
-    c.reconnect_delay = 0.05
-    c.addServer(gearmand.host, gearmand.port)
-    c.waitForServer(T)
-    yield c
-    c.shutdown()
+def client(gearmand: Any, harness: Harness) -> Any:
+    return harness.client(gearmand, client_id="interop-client", timeout=T)
 
 
 @pytest.fixture
-def worker(gearmand: Any) -> Iterator[Any]:
-    w = gear.Worker("interop-worker")
-    w.reconnect_delay = 0.05
-    w.addServer(gearmand.host, gearmand.port)
-    w.waitForServer(T)
-    yield w
-    w.shutdown()
-
-
-def _serve(worker: Any, count: int, handler: Any) -> threading.Thread:
-    def loop() -> None:
-        for _ in range(count):
-            job = worker.getJob(timeout=T)
-            handler(job)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    return thread
+def worker(gearmand: Any, harness: Harness) -> Any:
+    return harness.worker(gearmand, client_id="interop-worker", timeout=T)
 
 
 def test_gearman_cli_client_foreground(gearmand: Any, worker: Any) -> None:
     worker.registerFunction("rev")
-    thread = _serve(worker, 1, lambda job: job.sendWorkComplete(job.arguments[::-1]))
+    thread = serve(worker, 1, lambda job: job.sendWorkComplete(job.arguments[::-1]))
     out = subprocess.run(
         [
             require_tool("gearman"),
@@ -102,7 +81,7 @@ def test_gearman_cli_client_background(gearmand: Any, worker: Any) -> None:
         timeout=T,
     )
     assert out.returncode == 0, out.stderr
-    thread = _serve(worker, 1, handler)
+    thread = serve(worker, 1, handler)
     thread.join(T)
     assert got == [("bg", b"payload", b"cli-unique")]
 
@@ -128,7 +107,7 @@ def test_gearman_cli_worker_serves_our_client(gearmand: Any, client: Any) -> Non
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    try:
+    with reaped(proc):
         for text in (b"hello", b"gear"):
             job = gear.Job("upper", text)
             client.submitJob(job, timeout=T)
@@ -136,10 +115,6 @@ def test_gearman_cli_worker_serves_our_client(gearmand: Any, client: Any) -> Non
             assert b"".join(job.data) == text.upper()
             assert not job.failure
         assert proc.wait(T) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 GEAR016_WORKER = """
@@ -163,7 +138,7 @@ w.shutdown()
 
 def test_gear016_worker_serves_our_client(gearmand: Any, client: Any, gear016: Any) -> None:
     proc = gear016.start(GEAR016_WORKER, str(gearmand.port), "4")
-    try:
+    with reaped(proc):
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
         for arg in (b"abc", b"12345", b"x" * 100000):
@@ -176,10 +151,6 @@ def test_gear016_worker_serves_our_client(gearmand: Any, client: Any, gear016: A
         client.submitJob(job, timeout=T)
         assert job.wait(T) and job.failure
         assert proc.wait(T) == 0, proc.stderr.read() if proc.stderr else ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 GEAR016_CLIENT = """
@@ -211,7 +182,7 @@ def test_gear016_client_submits_to_our_worker(gearmand: Any, worker: Any, gear01
         job.sendWorkComplete(job.arguments.upper())
 
     worker.registerFunction("ours")
-    thread = _serve(worker, 4, handler)
+    thread = serve(worker, 4, handler)
     out = gear016.run(GEAR016_CLIENT, str(gearmand.port), timeout=60)
     thread.join(T)
     assert json.loads(out.stdout) == [
@@ -235,13 +206,9 @@ signal.pause()
 @pytest.fixture
 def gear016_server(gear016: Any) -> Iterator[int]:
     """gear 0.16.0's own server, which never answers OPTION_REQ (§f.11)."""
-    proc = gear016.start(GEAR016_SERVER)
-    try:
+    with reaped(gear016.start(GEAR016_SERVER)) as proc:
         assert proc.stdout is not None
         yield int(proc.stdout.readline())
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_set_option_unanswered_does_not_cascade(gear016_server: int) -> None:
@@ -255,7 +222,7 @@ def test_set_option_unanswered_does_not_cascade(gear016_server: int) -> None:
         conn = client.getConnection()
         assert client.setOption("exceptions", timeout=0.3) is True
         assert client.active_connections == [conn]
-        thread = _serve(worker, 3, lambda job: job.sendWorkComplete(job.arguments[::-1]))
+        thread = serve(worker, 3, lambda job: job.sendWorkComplete(job.arguments[::-1]))
         for arg in (b"abc", b"de", b"f"):
             job = gear.Job("rev", arg)
             client.submitJob(job, timeout=T)

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.geard import RawGearman
-from fixtures.servers import free_port, wait_for_port
+from fixtures.geard import GEARD, RawGearman, spawn_geard
+from fixtures.servers import free_port
 from gear import constants as C
 from gear.codec import encode_packet
 
-GEARD = [sys.executable, "-m", "gear.cmd.geard"]
 FUNC = b"durable"
 
 WORKER_SCRIPT = r"""
@@ -56,22 +55,14 @@ class Geard:
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *GEARD,
-                    "-d",
-                    "-p",
-                    str(self.port),
-                    "--listen-address",
-                    "127.0.0.1",
-                    "--queue-file",
-                    str(self.queue),
-                    *self.args,
-                ],
+            self.proc, _ = spawn_geard(
+                "--queue-file",
+                str(self.queue),
+                *self.args,
+                port=self.port,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        wait_for_port("127.0.0.1", self.port, proc=self.proc)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from fixtures.geard import Geard, RawGearman
 from fixtures.servers import require_tool
+from fixtures.waiting import wait_until
 from gear.server import __version__
 
 pytestmark = pytest.mark.interop
@@ -61,11 +61,8 @@ def start_worker(geard: Any, procs: list[subprocess.Popen[bytes]], *args: str) -
 
 
 def wait_status(geard: Any, line: bytes) -> None:
-    deadline = time.monotonic() + 15
     with RawGearman(geard.port) as admin:
-        while line not in admin.admin("status"):
-            assert time.monotonic() < deadline, "status never showed %r" % line
-            time.sleep(0.02)
+        wait_until(lambda: line in admin.admin("status"), 15, 0.02, "status never showed %r" % line)
 
 
 def test_foreground_job(geard: Geard, workers: list[subprocess.Popen[bytes]]) -> None:

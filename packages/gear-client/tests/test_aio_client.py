@@ -8,53 +8,13 @@ that both faces interoperate. Only public names are used.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 import gear
+from fixtures.aio import RETRY, T, client_for, run, serving
 from gear.errors import JobFailedError
-
-T = 10  # seconds: upper bound of every wait in these tests
-RETRY = 0.05
-_R = TypeVar("_R")
-
-
-def run(coro: Coroutine[Any, Any, _R], timeout: float = 30) -> _R:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def client_for(*servers: Any, client_id: str = "aio-client") -> AsyncIterator[Any]:
-    async with gear.AsyncClient(client_id) as client:
-        client.reconnect_delay = RETRY
-        for srv in servers:
-            client.add_server(srv.host, srv.port)
-        if servers:
-            await client.wait_for_server(T)
-        yield client
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    server: Any,
-    handlers: dict[str, Callable[[Any], Awaitable[Any]]],
-    concurrency: int = 4,
-    client_id: str = "aio-worker",
-) -> AsyncIterator[Any]:
-    """An AsyncWorker serving ``handlers`` for the duration of the block."""
-    async with gear.AsyncWorker(client_id) as worker:
-        worker.reconnect_delay = RETRY
-        worker.add_server(server.host, server.port)
-        await worker.wait_for_server(T)
-        task = asyncio.create_task(worker.serve(handlers, concurrency=concurrency))
-        try:
-            yield worker
-        finally:
-            await asyncio.wait_for(worker.stop(), T)
-            await asyncio.wait_for(task, T)
 
 
 async def reverse(job: Any) -> bytes:
@@ -63,7 +23,7 @@ async def reverse(job: Any) -> bytes:
 
 def test_submit_and_await(server: Any) -> None:
     async def main() -> None:
-        async with serving(server, {"reverse": reverse}), client_for(server) as client:
+        async with serving(server, handlers={"reverse": reverse}), client_for(server) as client:
             job = await client.submit("reverse", b"abc")
             assert isinstance(job, gear.client.AsyncJob)
             assert isinstance(job.handle, bytes)
@@ -85,7 +45,7 @@ def test_updates_async_for(server: Any) -> None:
         return b"done"
 
     async def main() -> None:
-        async with serving(server, {"chunks": chunks}), client_for(server) as client:
+        async with serving(server, handlers={"chunks": chunks}), client_for(server) as client:
             job = await client.submit("chunks", b"")
             updates = [u async for u in job]
             assert updates == [
@@ -109,7 +69,7 @@ def test_fail_raises_job_failed(server: Any) -> None:
         job.fail()
 
     async def main() -> None:
-        async with serving(server, {"fails": fails}), client_for(server) as client:
+        async with serving(server, handlers={"fails": fails}), client_for(server) as client:
             job = await client.submit("fails", b"x")
             with pytest.raises(JobFailedError) as info:
                 await job
@@ -125,7 +85,7 @@ def test_exception_with_option(server: Any) -> None:
         job.exception(b"boom")
 
     async def main() -> None:
-        async with serving(server, {"raises": raises}), client_for(server) as client:
+        async with serving(server, handlers={"raises": raises}), client_for(server) as client:
             assert await client.set_option("exceptions", timeout=T) is True
             assert b"exceptions" in client.options
             job = await client.submit("raises", b"x")
@@ -142,7 +102,7 @@ def test_handler_exception_reaches_client(server: Any) -> None:
         raise ValueError("bad input")
 
     async def main() -> None:
-        async with serving(server, {"broken": broken}), client_for(server) as client:
+        async with serving(server, handlers={"broken": broken}), client_for(server) as client:
             await client.set_option("exceptions", timeout=T)
             job = await client.submit("broken", b"")
             with pytest.raises(JobFailedError) as info:
@@ -157,7 +117,7 @@ def test_handler_exception_without_option_fails_job(server: Any) -> None:
         raise RuntimeError("no option")
 
     async def main() -> None:
-        async with serving(server, {"broken": broken}), client_for(server) as client:
+        async with serving(server, handlers={"broken": broken}), client_for(server) as client:
             job = await client.submit("broken", b"")
             with pytest.raises(JobFailedError):
                 await job.result(T)
@@ -168,7 +128,7 @@ def test_handler_exception_without_option_fails_job(server: Any) -> None:
 
 def test_keepalive_option(server: Any) -> None:
     async def main() -> None:
-        async with serving(server, {"reverse": reverse}), gear.AsyncClient("ka") as client:
+        async with serving(server, handlers={"reverse": reverse}), gear.AsyncClient("ka") as client:
             client.add_server(server.host, server.port, keepalive=True, tcp_keepidle=60)
             await client.wait_for_server(T)
             assert await (await client.submit("reverse", b"ka")).result(T) == b"ak"
@@ -178,7 +138,7 @@ def test_keepalive_option(server: Any) -> None:
 
 def test_unknown_option_is_refused_without_breaking_submits(server: Any) -> None:
     async def main() -> None:
-        async with serving(server, {"reverse": reverse}), client_for(server) as client:
+        async with serving(server, handlers={"reverse": reverse}), client_for(server) as client:
             assert await client.set_option("no-such-option", timeout=T) is False
             job = await client.submit("reverse", b"ab", timeout=T)
             assert await job.result(T) == b"ba"
@@ -236,7 +196,7 @@ def test_foreground_precedence_and_unique(server: Any) -> None:
         return b"ok"
 
     async def main() -> None:
-        async with serving(server, {"u": record}), client_for(server) as client:
+        async with serving(server, handlers={"u": record}), client_for(server) as client:
             a = await client.submit("u", b"a", unique="id-a", precedence=gear.PRECEDENCE_HIGH)
             b = await client.submit("u", b"b", precedence=gear.PRECEDENCE_LOW)
             assert await a == b"ok" and await b == b"ok"
@@ -252,7 +212,7 @@ def test_large_payload(server: Any) -> None:
 
     async def main() -> None:
         payload = bytes(range(256)) * 8192
-        async with serving(server, {"echo": echo}), client_for(server) as client:
+        async with serving(server, handlers={"echo": echo}), client_for(server) as client:
             job = await client.submit("echo", payload)
             assert await job.result(T) == payload
 
@@ -298,7 +258,7 @@ def test_status(server: Any) -> None:
             await release.wait()
             return b""
 
-        async with serving(server, {"slow": slow}), client_for(server) as client:
+        async with serving(server, handlers={"slow": slow}), client_for(server) as client:
             job = await client.submit("slow", b"", unique="status-u")
             await asyncio.wait_for(started.wait(), T)
             with pytest.raises(gear.TimeoutError):

@@ -10,20 +10,11 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.peers import reverse
+from fixtures.tls import geard_tls
+from fixtures.waiting import wait_until
 
 T = 10
-
-
-def reverse(job: Any) -> None:
-    job.sendWorkComplete(job.arguments[::-1])
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = T) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in %s s" % (timeout,))
-        time.sleep(0.01)
 
 
 @pytest.fixture(params=["gearmand", "geard"])
@@ -39,11 +30,11 @@ def two_servers(request: pytest.FixtureRequest) -> tuple[Any, Any, Callable[[Any
 def test_failover_and_reconnect(two_servers: Any, harness: Any) -> None:
     a, b, kill = two_servers
     worker = harness.worker(a, b, functions=("reverse",))
-    _wait_for(lambda: len(worker.active_connections) == 2)
+    wait_until(lambda: len(worker.active_connections) == 2)
     for _ in range(2):
         harness.serve(worker, reverse)
     client = harness.client(a, b)
-    _wait_for(lambda: len(client.active_connections) == 2)
+    wait_until(lambda: len(client.active_connections) == 2)
 
     ports = []
     for i in range(6):
@@ -79,11 +70,11 @@ def test_failover_and_reconnect(two_servers: Any, harness: Any) -> None:
 
     thread = threading.Thread(target=submitter)
     thread.start()
-    _wait_for(lambda: done >= 20)
+    wait_until(lambda: done >= 20)
     kill(a)
-    _wait_for(lambda: len(client.active_connections) == 1)
+    wait_until(lambda: len(client.active_connections) == 1)
     before = done
-    _wait_for(lambda: done >= before + 50)
+    wait_until(lambda: done >= before + 50)
     assert [c.port for c in client.active_connections] == [b.port]
     assert [c.port for c in worker.active_connections] == [b.port]
 
@@ -93,8 +84,8 @@ def test_failover_and_reconnect(two_servers: Any, harness: Any) -> None:
     assert lost <= 2
 
     a.restart()
-    _wait_for(lambda: len(client.active_connections) == 2)
-    _wait_for(lambda: len(worker.active_connections) == 2)
+    wait_until(lambda: len(client.active_connections) == 2)
+    wait_until(lambda: len(worker.active_connections) == 2)
     # Jobs reach the restarted server again, and the worker re-registered there.
     on_a = 0
     for i in range(6):
@@ -110,7 +101,7 @@ def test_submit_moves_on_when_first_server_is_gone(gearmand_factory: Any, harnes
     worker = harness.worker(b, functions=("reverse",))
     harness.serve(worker, reverse)
     client = harness.client(a, b)
-    _wait_for(lambda: len(client.active_connections) == 2)
+    wait_until(lambda: len(client.active_connections) == 2)
     a.kill()
     for i in range(4):
         job = gear.Job("reverse", b"%d" % i)
@@ -120,7 +111,7 @@ def test_submit_moves_on_when_first_server_is_gone(gearmand_factory: Any, harnes
 
 
 def test_tls_client_and_worker(geard_factory: Any, certs: Any, harness: Any) -> None:
-    server = geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    server = geard_factory(**geard_tls(certs))
     tls = (certs.client.key, certs.client.cert, certs.ca)
     worker = gear.Worker("tls-worker")
     harness.objects.append(worker)
@@ -146,7 +137,7 @@ def test_tls_client_and_worker(geard_factory: Any, certs: Any, harness: Any) -> 
 
 
 def test_tls_refusals(geard_factory: Any, certs: Any, other_ca_certs: Any, harness: Any) -> None:
-    server = geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    server = geard_factory(**geard_tls(certs))
     distrusting = gear.Client("distrusting")
     distrusting.reconnect_delay = 0.05
     harness.objects.append(distrusting)

@@ -1,7 +1,8 @@
 """Client + Worker scenarios over real sockets, on the C gearmand and on geard.
 
-Written against public names of ``gear`` only (see conftest.py), so the same
-scenarios can be re-run for the asyncio API.
+Written against public names of ``gear`` only, with the root fixtures
+``server`` and ``harness`` (tests/fixtures), so the same scenarios can be
+re-run for the asyncio API.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.peers import reverse
 
 T = 10  # seconds: upper bound of every wait in these tests
-
-
-def reverse(job: Any) -> None:
-    job.sendWorkComplete(job.arguments[::-1])
 
 
 def test_submit_and_complete(server: Any, harness: Any) -> None:

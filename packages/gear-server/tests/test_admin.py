@@ -12,8 +12,7 @@ from gear.server import __version__
 
 
 def bg(conn: RawGearman, name: bytes, unique: bytes = b"", ptype: int = C.SUBMIT_JOB_BG) -> bytes:
-    conn.send(ptype, name + b"\0" + unique + b"\0data")
-    return conn.expect(C.JOB_CREATED)
+    return conn.submit(name, b"data", unique, ptype)
 
 
 def test_status_and_workers(geard: Geard) -> None:

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,37 +14,24 @@ from typing import Any
 import pytest
 
 import gear.cmd.geard
-from fixtures.geard import Geard, RawGearman
+from fixtures.geard import GEARD, Geard, RawGearman, run_job, spawn_geard
+from fixtures.peers import reaped
 from fixtures.servers import free_port, wait_for_port
+from fixtures.tls import client_context, geard_tls_flags
 from gear import constants as C
 from gear.server import __version__
-from gear.tls import check_tls_files, load_context
-
-GEARD = [sys.executable, "-m", "gear.cmd.geard"]
+from gear.tls import check_tls_files
 
 
-def run_job(port: int) -> None:
+def run_cli_job(port: int) -> None:
     with RawGearman(port) as client, RawGearman(port) as worker:
-        worker.send(C.CAN_DO, b"cli")
-        client.send(C.SUBMIT_JOB, b"cli\0\0x")
-        handle = client.expect(C.JOB_CREATED)
-        worker.send(C.GRAB_JOB)
-        worker.expect(C.JOB_ASSIGN)
-        worker.send(C.WORK_COMPLETE, handle + b"\0y")
-        assert client.expect(C.WORK_COMPLETE) == handle + b"\0y"
+        run_job(client, worker, b"cli", b"x", b"y")
 
 
 def foreground(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*GEARD, "-d", "-p", str(port), "--listen-address", "127.0.0.1", *args],
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    wait_for_port("127.0.0.1", port, proc=proc)
-    return proc, port
+    return spawn_geard(*args, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
 
 
 def test_module_is_importable() -> None:
@@ -76,17 +62,13 @@ def test_version_and_help() -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
     proc, port = foreground("--max-packet-size", "1000")
-    try:
-        run_job(port)
+    with reaped(proc):
+        run_cli_job(port)
         with RawGearman(port) as conn:
             conn.send(C.ECHO_REQ, b"x" * 2000)
             assert conn.expect(C.ERROR).startswith(b"PACKET_TOO_LARGE")
         proc.send_signal(signum)
         assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.stderr is not None
     log = proc.stderr.read().decode()
     assert "INFO gear.Server: Listening on 127.0.0.1 port %d" % port in log
@@ -96,14 +78,10 @@ def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
 
 def test_admin_shutdown_stops_process() -> None:
     proc, port = foreground()
-    try:
+    with reaped(proc):
         with RawGearman(port) as admin:
             assert admin.admin("shutdown") == b"OK\n"
         assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_missing_log_config_fails() -> None:
@@ -137,7 +115,7 @@ def test_daemon_mode_pidfile_and_log_config(tmp_path: Path) -> None:
         time.sleep(0.05)
     pid = int(pidfile.read_text())
     try:
-        run_job(port)
+        run_cli_job(port)
         second = subprocess.run(args, capture_output=True, timeout=30)
         assert second.returncode != 0 and b"locked" in second.stderr
         os.kill(pid, signal.SIGTERM)
@@ -191,12 +169,9 @@ def test_keepalive_on_accepted_sockets(geard_factory: Callable[..., Geard]) -> N
 def test_tls_and_acl_file(tmp_path: Path, certs: Any) -> None:
     acl_file = tmp_path / "acl.ini"
     acl_file.write_text("[client]\ninvoke=allowed.*\n\n[admin]\ngrant=true\n")
-    proc, port = foreground(
-        "--ssl-key", certs.server.key, "--ssl-cert", certs.server.cert,
-        "--ssl-ca", certs.ca, "--acl", str(acl_file),
-    )  # fmt: skip
+    proc, port = foreground(*geard_tls_flags(certs), "--acl", str(acl_file))
     try:
-        context = load_context(certs.client.key, certs.client.cert, certs.ca)
+        context = client_context(certs.ca, certs.client)
         with RawGearman(port, ssl_context=context) as client:
             client.send(C.SUBMIT_JOB_BG, b"allowed-1\0\0x")
             client.expect(C.JOB_CREATED)

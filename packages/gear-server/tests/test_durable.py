@@ -25,28 +25,6 @@ from gear.server.store import QueueStoreError, StoredJob
 Factory = Callable[..., Geard]
 
 
-def submit(
-    client: RawGearman, name: bytes, args: bytes, unique: bytes = b"", ptype: int = C.SUBMIT_JOB_BG
-) -> bytes:
-    client.send(ptype, name + b"\0" + unique + b"\0" + args)
-    return client.expect(C.JOB_CREATED)
-
-
-def grab(conn: RawGearman) -> list[bytes]:
-    conn.send(C.GRAB_JOB_UNIQ)
-    reply, data = conn.recv()
-    if reply == C.NO_JOB:
-        return []
-    assert reply == C.JOB_ASSIGN_UNIQ
-    return data.split(b"\0", 3)
-
-
-def sync(conn: RawGearman) -> None:
-    """Round-trip an echo so everything sent before has been handled."""
-    conn.send(C.ECHO_REQ, b"sync")
-    assert conn.expect(C.ECHO_RES) == b"sync"
-
-
 def job(handle: bytes, **kw: object) -> StoredJob:
     fields: dict[str, object] = dict(
         name=b"f", unique=None, arguments=b"x", precedence=C.PRECEDENCE_NORMAL
@@ -151,12 +129,12 @@ def test_restart_restores_every_field_and_coalescing(
     first = geard_factory(queue_file=path)
     later = int(time.time()) + 3600
     with RawGearman(first.port) as c:
-        h_plain1 = submit(c, b"f", b"p1")
-        h_plain2 = submit(c, b"f", b"p2")  # same empty unique: a separate job
-        h_high = submit(c, b"f", b"hi", b"", C.SUBMIT_JOB_HIGH_BG)
-        h_low = submit(c, b"f", b"lo", b"", C.SUBMIT_JOB_LOW_BG)
-        h_uniq = submit(c, b"f", b"u", b"key")
-        assert submit(c, b"f", b"dup", b"key") == h_uniq
+        h_plain1 = c.submit(b"f", b"p1", b"", C.SUBMIT_JOB_BG)
+        h_plain2 = c.submit(b"f", b"p2", b"", C.SUBMIT_JOB_BG)  # same empty unique: a separate job
+        h_high = c.submit(b"f", b"hi", b"", C.SUBMIT_JOB_HIGH_BG)
+        h_low = c.submit(b"f", b"lo", b"", C.SUBMIT_JOB_LOW_BG)
+        h_uniq = c.submit(b"f", b"u", b"key", C.SUBMIT_JOB_BG)
+        assert c.submit(b"f", b"dup", b"key", C.SUBMIT_JOB_BG) == h_uniq
         c.send(C.SUBMIT_JOB_EPOCH, b"g\0ek\0%d\0later" % later)
         h_epoch = c.expect(C.JOB_CREATED)
         c.send(C.SUBMIT_JOB, b"f\0\0foreground")  # never stored
@@ -168,16 +146,16 @@ def test_restart_restores_every_field_and_coalescing(
     assert h_fg not in jobs
     assert jobs[h_epoch].when == later and jobs[h_epoch]._unique == b"ek"
     with RawGearman(second.port) as c, RawGearman(second.port) as w:
-        assert submit(c, b"f", b"again", b"key") == h_uniq  # coalescing survived
-        fresh = submit(c, b"f", b"new")
+        assert c.submit(b"f", b"again", b"key", C.SUBMIT_JOB_BG) == h_uniq  # coalescing survived
+        fresh = c.submit(b"f", b"new", b"", C.SUBMIT_JOB_BG)
         assert fresh not in {h_plain1, h_plain2, h_high, h_low, h_uniq, h_epoch}
         w.send(C.CAN_DO, b"f")
-        order = [grab(w) for _ in range(6)]
+        order = [w.grab() for _ in range(6)]
         assert [j[0] for j in order] == [h_high, h_plain1, h_plain2, h_uniq, fresh, h_low]
         assert order[3][2:] == [b"key", b"u"] and order[1][3] == b"p1"
         for j in order:
             w.send(C.WORK_COMPLETE, j[0] + b"\0")
-        sync(w)
+        w.sync()
     assert set(second.server.jobs) == {h_epoch}
     second.stop()
     store = SQLiteQueueStore(path)
@@ -237,13 +215,13 @@ def test_failed_commit_sends_no_job_created(geard_factory: Factory, tmp_path: Pa
     store = FailingStore(tmp_path / "q.db")
     geard = geard_factory(queue_store=store)
     with RawGearman(geard.port) as c:
-        submit(c, b"f", b"ok")
+        c.submit(b"f", b"ok", b"", C.SUBMIT_JOB_BG)
         store.fail = True
         c.send(C.SUBMIT_JOB_BG, b"f\0\0lost")
         assert c.closed_by_server()
     store.fail = False
     with RawGearman(geard.port) as c:
-        submit(c, b"f", b"ok again")
+        c.submit(b"f", b"ok again", b"", C.SUBMIT_JOB_BG)
     geard.stop()
     # The failed batch was kept and written later: nothing is forgotten.
     again = SQLiteQueueStore(tmp_path / "q.db")
@@ -259,30 +237,30 @@ def test_attempts_survive_restart_and_limit_fails_the_job(
     path = str(tmp_path / "q.db")
     first = geard_factory(queue_file=path, job_retries=1)
     with RawGearman(first.port) as c:
-        h = submit(c, b"p", b"poison")
-        keep = submit(c, b"k", b"keep")
+        h = c.submit(b"p", b"poison", b"", C.SUBMIT_JOB_BG)
+        keep = c.submit(b"k", b"keep", b"", C.SUBMIT_JOB_BG)
     w = RawGearman(first.port)
     w.send(C.CAN_DO, b"p")
-    assert grab(w)[0] == h
+    assert w.grab()[0] == h
     w.close()  # first attempt lost: requeued, attempts=1 stored
     with RawGearman(first.port) as probe:
         deadline = time.monotonic() + 5
         while first.server.jobs[h].retries != 1:
             assert time.monotonic() < deadline
-            sync(probe)
+            probe.sync()
     first.stop()
     second = geard_factory(queue_file=path, job_retries=1)
     assert second.server.jobs[h].retries == 1
     caplog.set_level(logging.WARNING, logger="gear.Server")
     w = RawGearman(second.port)
     w.send(C.CAN_DO, b"p")
-    assert grab(w)[0] == h
+    assert w.grab()[0] == h
     w.close()  # second attempt lost: over the limit, failed
     with RawGearman(second.port) as probe:
         deadline = time.monotonic() + 5
         while h in second.server.jobs:
             assert time.monotonic() < deadline
-            sync(probe)
+            probe.sync()
     assert any(h.decode() in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
     second.stop()
     store = SQLiteQueueStore(path)
@@ -298,14 +276,14 @@ def test_graceful_shutdown_finishes_running_keeps_queued(
     path = str(tmp_path / "q.db")
     geard = geard_factory(queue_file=path)
     with RawGearman(geard.port) as c, RawGearman(geard.port) as w:
-        running = submit(c, b"s", b"1")
-        queued = submit(c, b"s", b"2")
+        running = c.submit(b"s", b"1", b"", C.SUBMIT_JOB_BG)
+        queued = c.submit(b"s", b"2", b"", C.SUBMIT_JOB_BG)
         w.send(C.CAN_DO, b"s")
-        assert grab(w)[0] == running
+        assert w.grab()[0] == running
         assert c.admin("shutdown graceful") == b"OK\n"
         c.send(C.SUBMIT_JOB_BG, b"s\0\0late")
         assert c.expect(C.ERROR).startswith(b"SHUTTING_DOWN\0")
-        assert grab(w) == []  # no new work while draining
+        assert w.grab() == []  # no new work while draining
         assert not geard.server.wait(0.2)
         w.send(C.WORK_COMPLETE, running + b"\0")
         assert geard.server.wait(10)
@@ -322,9 +300,9 @@ def test_graceful_shutdown_deadline_keeps_running_job(
     path = str(tmp_path / "q.db")
     geard = geard_factory(queue_file=path, shutdown_timeout=0.3)
     with RawGearman(geard.port) as c, RawGearman(geard.port) as w:
-        stuck = submit(c, b"s", b"1")
+        stuck = c.submit(b"s", b"1", b"", C.SUBMIT_JOB_BG)
         w.send(C.CAN_DO, b"s")
-        assert grab(w)[0] == stuck
+        assert w.grab()[0] == stuck
         started = time.monotonic()
         geard.server.shutdown(graceful=True)
         assert geard.server.wait(10)

@@ -13,27 +13,11 @@ from gear import constants as C
 from gear.server import MemoryQueueStore, Server, ServerJob
 
 
-def submit(
-    client: RawGearman, name: bytes, args: bytes, unique: bytes = b"", ptype: int = C.SUBMIT_JOB
-) -> bytes:
-    client.send(ptype, name + b"\0" + unique + b"\0" + args)
-    return client.expect(C.JOB_CREATED)
-
-
 def worker(geard: Geard, *names: bytes) -> RawGearman:
     conn = RawGearman(geard.port)
     for name in names:
         conn.send(C.CAN_DO, name)
     return conn
-
-
-def grab(conn: RawGearman, ptype: int = C.GRAB_JOB_UNIQ) -> list[bytes]:
-    conn.send(ptype)
-    reply, data = conn.recv()
-    if reply == C.NO_JOB:
-        return []
-    counts = {C.JOB_ASSIGN: 3, C.JOB_ASSIGN_UNIQ: 4, C.JOB_ASSIGN_ALL: 5}
-    return data.split(b"\0", counts[reply] - 1)
 
 
 def test_public_names(geard: Geard) -> None:
@@ -66,9 +50,9 @@ def test_public_names(geard: Geard) -> None:
 
 def test_foreground_job_end_to_end(geard: Geard) -> None:
     with RawGearman(geard.port) as client, worker(geard, b"rev") as w:
-        handle = submit(client, b"rev", b"hello", b"u1")
+        handle = client.submit(b"rev", b"hello", b"u1")
         assert handle.startswith(b"H:127.0.0.1:")
-        assert grab(w) == [handle, b"rev", b"u1", b"hello"]
+        assert w.grab() == [handle, b"rev", b"u1", b"hello"]
         w.send(C.WORK_DATA, handle + b"\0chunk")
         w.send(C.WORK_WARNING, handle + b"\0careful")
         w.send(C.WORK_STATUS, handle + b"\x001\x002")
@@ -77,98 +61,98 @@ def test_foreground_job_end_to_end(geard: Geard) -> None:
         assert client.expect(C.WORK_WARNING) == handle + b"\0careful"
         assert client.expect(C.WORK_STATUS) == handle + b"\x001\x002"
         assert client.expect(C.WORK_COMPLETE) == handle + b"\0olleh"
-        assert grab(w) == []
+        assert w.grab() == []
     assert geard.server.total_jobs == 0
 
 
 def test_grab_variants(geard: Geard) -> None:
     with RawGearman(geard.port) as client, worker(geard, b"f") as w:
-        h1 = submit(client, b"f", b"a1", b"u", C.SUBMIT_JOB_BG)
-        h2 = submit(client, b"f", b"a2", b"", C.SUBMIT_JOB_BG)
-        h3 = submit(client, b"f", b"a3\0with nul", b"x", C.SUBMIT_JOB_BG)
-        assert grab(w, C.GRAB_JOB) == [h1, b"f", b"a1"]
-        assert grab(w, C.GRAB_JOB_UNIQ) == [h2, b"f", b"", b"a2"]
-        assert grab(w, C.GRAB_JOB_ALL) == [h3, b"f", b"x", b"", b"a3\0with nul"]
+        h1 = client.submit(b"f", b"a1", b"u", C.SUBMIT_JOB_BG)
+        h2 = client.submit(b"f", b"a2", b"", C.SUBMIT_JOB_BG)
+        h3 = client.submit(b"f", b"a3\0with nul", b"x", C.SUBMIT_JOB_BG)
+        assert w.grab(C.GRAB_JOB) == [h1, b"f", b"a1"]
+        assert w.grab(C.GRAB_JOB_UNIQ) == [h2, b"f", b"", b"a2"]
+        assert w.grab(C.GRAB_JOB_ALL) == [h3, b"f", b"x", b"", b"a3\0with nul"]
 
 
 def test_priorities_and_fifo(geard: Geard) -> None:
     with RawGearman(geard.port) as client:
-        low = submit(client, b"p", b"low", b"", C.SUBMIT_JOB_LOW_BG)
-        n1 = submit(client, b"p", b"n1", b"", C.SUBMIT_JOB_BG)
-        high = submit(client, b"p", b"high", b"", C.SUBMIT_JOB_HIGH_BG)
-        n2 = submit(client, b"p", b"n2", b"", C.SUBMIT_JOB_BG)
-        fg_high = submit(client, b"p", b"fh", b"", C.SUBMIT_JOB_HIGH)
-        fg_low = submit(client, b"p", b"fl", b"", C.SUBMIT_JOB_LOW)
+        low = client.submit(b"p", b"low", b"", C.SUBMIT_JOB_LOW_BG)
+        n1 = client.submit(b"p", b"n1", b"", C.SUBMIT_JOB_BG)
+        high = client.submit(b"p", b"high", b"", C.SUBMIT_JOB_HIGH_BG)
+        n2 = client.submit(b"p", b"n2", b"", C.SUBMIT_JOB_BG)
+        fg_high = client.submit(b"p", b"fh", b"", C.SUBMIT_JOB_HIGH)
+        fg_low = client.submit(b"p", b"fl", b"", C.SUBMIT_JOB_LOW)
         assert [j.handle for j in geard.server.getQueue()] == [high, fg_high, n1, n2, low, fg_low]
         with worker(geard, b"p") as w:
-            order = [grab(w)[0] for _ in range(6)]
+            order = [w.grab()[0] for _ in range(6)]
         assert order == [high, fg_high, n1, n2, low, fg_low]
 
 
 def test_pre_sleep_noop_only_for_matching_function(geard: Geard) -> None:
     with RawGearman(geard.port) as client, worker(geard, b"a") as wa, worker(geard, b"b") as wb:
         for w in (wa, wb):
-            assert grab(w) == []
+            assert w.grab() == []
             w.send(C.PRE_SLEEP)
         wa.send(C.ECHO_REQ, b"sync")
         assert wa.expect(C.ECHO_RES) == b"sync"
-        submit(client, b"a", b"x", b"", C.SUBMIT_JOB_BG)
+        client.submit(b"a", b"x", b"", C.SUBMIT_JOB_BG)
         assert wa.expect(C.NOOP) == b""
         with pytest.raises(TimeoutError):
             wb.recv(timeout=0.3)
-        assert grab(wa)[1] == b"a"
+        assert wa.grab()[1] == b"a"
 
 
 def test_pre_sleep_with_queued_job_wakes_at_once(geard: Geard) -> None:
     with RawGearman(geard.port) as client, worker(geard, b"q") as w:
-        submit(client, b"q", b"x", b"", C.SUBMIT_JOB_BG)
+        client.submit(b"q", b"x", b"", C.SUBMIT_JOB_BG)
         w.send(C.PRE_SLEEP)
         assert w.expect(C.NOOP) == b""
 
 
 def test_can_do_while_sleeping_gets_woken(geard: Geard) -> None:
     with RawGearman(geard.port) as client, worker(geard, b"one") as w:
-        submit(client, b"two", b"x", b"", C.SUBMIT_JOB_BG)
+        client.submit(b"two", b"x", b"", C.SUBMIT_JOB_BG)
         w.send(C.PRE_SLEEP)
         w.send(C.CAN_DO, b"two")
         assert w.expect(C.NOOP) == b""
-        assert grab(w)[1] == b"two"
+        assert w.grab()[1] == b"two"
 
 
 def test_cant_do_and_reset_abilities(geard: Geard) -> None:
     with RawGearman(geard.port) as client, worker(geard, b"x", b"y") as w:
-        submit(client, b"x", b"1", b"", C.SUBMIT_JOB_BG)
-        submit(client, b"y", b"2", b"", C.SUBMIT_JOB_BG)
+        client.submit(b"x", b"1", b"", C.SUBMIT_JOB_BG)
+        client.submit(b"y", b"2", b"", C.SUBMIT_JOB_BG)
         w.send(C.CANT_DO, b"x")
         w.send(C.CANT_DO, b"never-registered")
-        assert grab(w)[1] == b"y"
+        assert w.grab()[1] == b"y"
         w.send(C.RESET_ABILITIES)
-        assert grab(w) == []
+        assert w.grab() == []
         w.send(C.CAN_DO, b"x")
-        assert grab(w)[1] == b"x"
+        assert w.grab()[1] == b"x"
 
 
 def test_unique_coalescing(geard: Geard) -> None:
     with RawGearman(geard.port) as c1, RawGearman(geard.port) as c2, RawGearman(geard.port) as c3:
-        h1 = submit(c1, b"u", b"args", b"same")
-        h2 = submit(c2, b"u", b"other args", b"same")
-        h3 = submit(c3, b"u", b"bg", b"same", C.SUBMIT_JOB_BG)
+        h1 = c1.submit(b"u", b"args", b"same")
+        h2 = c2.submit(b"u", b"other args", b"same")
+        h3 = c3.submit(b"u", b"bg", b"same", C.SUBMIT_JOB_BG)
         assert h1 == h2 == h3
         assert geard.server.total_jobs == 1
         with worker(geard, b"u") as w:
-            assert grab(w) == [h1, b"u", b"same", b"args"]
-            assert grab(w) == []
+            assert w.grab() == [h1, b"u", b"same", b"args"]
+            assert w.grab() == []
             w.send(C.WORK_COMPLETE, h1 + b"\0result")
         assert c1.expect(C.WORK_COMPLETE) == h1 + b"\0result"
         assert c2.expect(C.WORK_COMPLETE) == h1 + b"\0result"
-        h4 = submit(c1, b"u", b"again", b"same")
+        h4 = c1.submit(b"u", b"again", b"same")
         assert h4 != h1
 
 
 def test_same_unique_other_function_is_another_job(geard: Geard) -> None:
     with RawGearman(geard.port) as c:
-        assert submit(c, b"f1", b"", b"k", C.SUBMIT_JOB_BG) != submit(
-            c, b"f2", b"", b"k", C.SUBMIT_JOB_BG
+        assert c.submit(b"f1", b"", b"k", C.SUBMIT_JOB_BG) != c.submit(
+            b"f2", b"", b"k", C.SUBMIT_JOB_BG
         )
 
 
@@ -176,14 +160,14 @@ def test_work_fail_and_exception(geard: Geard) -> None:
     with RawGearman(geard.port) as plain, RawGearman(geard.port) as opted, worker(geard, b"e") as w:
         opted.send(C.OPTION_REQ, b"exceptions")
         assert opted.expect(C.OPTION_RES) == b"exceptions"
-        h = submit(plain, b"e", b"", b"k")
-        assert submit(opted, b"e", b"", b"k") == h
-        assert grab(w)[0] == h
+        h = plain.submit(b"e", b"", b"k")
+        assert opted.submit(b"e", b"", b"k") == h
+        assert w.grab()[0] == h
         w.send(C.WORK_EXCEPTION, h + b"\0boom")
         assert opted.expect(C.WORK_EXCEPTION) == h + b"\0boom"
         assert plain.expect(C.WORK_FAIL) == h
-        h2 = submit(plain, b"e", b"")
-        assert grab(w)[0] == h2
+        h2 = plain.submit(b"e", b"")
+        assert w.grab()[0] == h2
         w.send(C.WORK_FAIL, h2)
         assert plain.expect(C.WORK_FAIL) == h2
         assert geard.server.total_jobs == 0
@@ -200,10 +184,10 @@ def test_option_req_unknown(geard: Geard) -> None:
 
 def test_get_status_and_unique(geard: Geard) -> None:
     with RawGearman(geard.port) as c, worker(geard, b"s") as w:
-        h = submit(c, b"s", b"", b"uniq-1", C.SUBMIT_JOB_BG)
+        h = c.submit(b"s", b"", b"uniq-1", C.SUBMIT_JOB_BG)
         c.send(C.GET_STATUS, h)
         assert c.expect(C.STATUS_RES) == h + b"\x001\x000\x00\x00"
-        grab(w)
+        w.grab()
         w.send(C.WORK_STATUS, h + b"\x003\x0010")
         c.send(C.GET_STATUS, h)
         assert c.expect(C.STATUS_RES) == h + b"\x001\x001\x003\x0010"
@@ -239,27 +223,27 @@ def test_submit_job_epoch(geard: Geard) -> None:
         h_now = c.expect(C.JOB_CREATED)
         c.send(C.SUBMIT_JOB_EPOCH, b"ep\0\0%d\0later" % (time.time() + 2))
         h_later = c.expect(C.JOB_CREATED)
-        assert grab(w)[0] == h_now
-        assert grab(w) == []
+        assert w.grab()[0] == h_now
+        assert w.grab() == []
         c.send(C.GET_STATUS, h_later)
         assert c.expect(C.STATUS_RES) == h_later + b"\x001\x000\x00\x00"
         w.send(C.PRE_SLEEP)
         assert w.expect(C.NOOP, timeout=5) == b""
-        assert grab(w)[0] == h_later
+        assert w.grab()[0] == h_later
 
 
 def test_submit_job_sched(geard: Geard) -> None:
     with RawGearman(geard.port) as c, worker(geard, b"cron") as w:
         c.send(C.SUBMIT_JOB_SCHED, b"cron\0\0\0\0\0\0\0any-minute")
         h = c.expect(C.JOB_CREATED)
-        assert grab(w)[0] == h
+        assert w.grab()[0] == h
         c.send(
             C.SUBMIT_JOB_SCHED,
             b"cron\0\0%d\0\0\0\0\0next-hour" % ((time.localtime().tm_min + 30) % 60),
         )
         later = c.expect(C.JOB_CREATED)
         assert geard.server.jobs[later].state == 2
-        assert grab(w) == []
+        assert w.grab() == []
         c.send(C.SUBMIT_JOB_SCHED, b"cron\0\x0099\0\0\0\0\0bad")
         assert c.expect(C.ERROR).startswith(b"INVALID_ARGUMENTS\0")
 
@@ -267,8 +251,8 @@ def test_submit_job_sched(geard: Geard) -> None:
 def test_can_do_timeout_enforced(geard: Geard) -> None:
     with RawGearman(geard.port) as c, RawGearman(geard.port) as w:
         w.send(C.CAN_DO_TIMEOUT, b"slow\x001")
-        h = submit(c, b"slow", b"")
-        assert grab(w)[0] == h
+        h = c.submit(b"slow", b"")
+        assert w.grab()[0] == h
         assert c.expect(C.WORK_FAIL, timeout=5) == h
         w.send(C.WORK_COMPLETE, h + b"\0too late")
         c.send(C.ECHO_REQ, b"x")
@@ -280,29 +264,29 @@ def test_can_do_timeout_enforced(geard: Geard) -> None:
 
 def test_worker_disconnect_requeues_at_head(geard: Geard) -> None:
     with RawGearman(geard.port) as c:
-        h1 = submit(c, b"r", b"first")
-        h2 = submit(c, b"r", b"second")
+        h1 = c.submit(b"r", b"first")
+        h2 = c.submit(b"r", b"second")
         w1 = worker(geard, b"r")
-        assert grab(w1)[0] == h1
+        assert w1.grab()[0] == h1
         w1.close()
         with worker(geard, b"r") as w2:
             deadline = time.monotonic() + 5
-            job = grab(w2)
+            job = w2.grab()
             while not job and time.monotonic() < deadline:
-                job = grab(w2)
+                job = w2.grab()
             assert job[0] == h1
             assert h1 + b"\t1\t0\t0\n" in c.admin("show jobs")
             w2.send(C.WORK_COMPLETE, h1 + b"\0ok")
             assert c.expect(C.WORK_COMPLETE) == h1 + b"\0ok"
-            assert grab(w2)[0] == h2
+            assert w2.grab()[0] == h2
 
 
 def test_job_retries_limit(geard_factory) -> None:  # type: ignore[no-untyped-def]
     geard = geard_factory(job_retries=0)
     with RawGearman(geard.port) as c:
-        h = submit(c, b"r", b"x")
+        h = c.submit(b"r", b"x")
         w = worker(geard, b"r")
-        assert grab(w)[0] == h
+        assert w.grab()[0] == h
         w.close()
         assert c.expect(C.WORK_FAIL) == h
         c.send(C.ECHO_REQ, b"")
@@ -312,27 +296,27 @@ def test_job_retries_limit(geard_factory) -> None:  # type: ignore[no-untyped-de
 
 def test_sleeping_worker_woken_when_job_requeued(geard: Geard) -> None:
     with RawGearman(geard.port) as c, worker(geard, b"rq") as sleeper:
-        assert grab(sleeper) == []
+        assert sleeper.grab() == []
         sleeper.send(C.PRE_SLEEP)
         sleeper.send(C.ECHO_REQ, b"")
         sleeper.expect(C.ECHO_RES)
         busy = worker(geard, b"rq")
-        h = submit(c, b"rq", b"x")
+        h = c.submit(b"rq", b"x")
         assert sleeper.expect(C.NOOP) == b""
-        assert grab(busy)[0] == h
-        assert grab(sleeper) == []
+        assert busy.grab()[0] == h
+        assert sleeper.grab() == []
         sleeper.send(C.PRE_SLEEP)
         sleeper.send(C.ECHO_REQ, b"")
         sleeper.expect(C.ECHO_RES)
         busy.close()
         assert sleeper.expect(C.NOOP) == b""
-        assert grab(sleeper)[0] == h
+        assert sleeper.grab()[0] == h
 
 
 def test_client_disconnect_drops_its_queued_foreground_jobs(geard: Geard) -> None:
     c = RawGearman(geard.port)
-    submit(c, b"gone", b"fg")
-    keep = submit(c, b"gone", b"bg", b"", C.SUBMIT_JOB_BG)
+    c.submit(b"gone", b"fg")
+    keep = c.submit(b"gone", b"bg", b"", C.SUBMIT_JOB_BG)
     c.close()
     with RawGearman(geard.port) as probe:
         deadline = time.monotonic() + 5
@@ -344,8 +328,8 @@ def test_client_disconnect_drops_its_queued_foreground_jobs(geard: Geard) -> Non
 
 def test_work_packets_from_other_connection_ignored(geard: Geard) -> None:
     with RawGearman(geard.port) as c, worker(geard, b"own") as w, worker(geard, b"own") as intruder:
-        h = submit(c, b"own", b"")
-        assert grab(w)[0] == h
+        h = c.submit(b"own", b"")
+        assert w.grab()[0] == h
         intruder.send(C.WORK_COMPLETE, h + b"\0forged")
         intruder.send(C.WORK_FAIL, b"H:unknown:99")
         w.send(C.WORK_COMPLETE, h + b"\0real")
@@ -355,13 +339,13 @@ def test_work_packets_from_other_connection_ignored(geard: Geard) -> None:
 def test_maxqueue_enforced(geard: Geard) -> None:
     with RawGearman(geard.port) as c:
         assert c.admin("maxqueue mq 2") == b"OK\n"
-        submit(c, b"mq", b"1", b"", C.SUBMIT_JOB_BG)
-        submit(c, b"mq", b"2", b"", C.SUBMIT_JOB_BG)
+        c.submit(b"mq", b"1", b"", C.SUBMIT_JOB_BG)
+        c.submit(b"mq", b"2", b"", C.SUBMIT_JOB_BG)
         c.send(C.SUBMIT_JOB_BG, b"mq\0\x003")
         code, text = c.expect(C.ERROR).split(b"\0")
         assert code == b"QUEUE_FULL" and b"mq" in text
         assert c.admin("maxqueue mq 0 5 0") == b"OK\n"
-        submit(c, b"mq", b"3", b"", C.SUBMIT_JOB_BG)
+        c.submit(b"mq", b"3", b"", C.SUBMIT_JOB_BG)
         assert c.admin("maxqueue mq") == b"OK\n"
         assert geard.server.total_jobs == 3
 
@@ -370,11 +354,11 @@ def test_queue_store_seam(geard_factory) -> None:  # type: ignore[no-untyped-def
     store = MemoryQueueStore()
     first = geard_factory(queue_store=store)
     with RawGearman(first.port) as c:
-        h_bg = submit(c, b"st", b"keep", b"u1", C.SUBMIT_JOB_HIGH_BG)
-        submit(c, b"st", b"foreground is not stored")
-        h_done = submit(c, b"st", b"done", b"", C.SUBMIT_JOB_BG)
+        h_bg = c.submit(b"st", b"keep", b"u1", C.SUBMIT_JOB_HIGH_BG)
+        c.submit(b"st", b"foreground is not stored")
+        h_done = c.submit(b"st", b"done", b"", C.SUBMIT_JOB_BG)
         with worker(first, b"st") as w:
-            assert grab(w)[0] == h_bg
+            assert w.grab()[0] == h_bg
             w.close()
         c.send(C.ECHO_REQ, b"")
         c.expect(C.ECHO_RES)
@@ -383,11 +367,11 @@ def test_queue_store_seam(geard_factory) -> None:  # type: ignore[no-untyped-def
     second = geard_factory(queue_store=store)
     assert set(second.server.jobs) == {h_bg, h_done}
     with RawGearman(second.port) as c:
-        fresh = submit(c, b"st", b"new", b"", C.SUBMIT_JOB_BG)
+        fresh = c.submit(b"st", b"new", b"", C.SUBMIT_JOB_BG)
         assert fresh not in (h_bg, h_done)
         c.admin(b"cancel job " + fresh)
     with worker(second, b"st") as w:
-        job = grab(w)
+        job = w.grab()
         assert job == [h_bg, b"st", b"u1", b"keep"]
         w.send(C.WORK_COMPLETE, h_bg + b"\0")
         w.send(C.ECHO_REQ, b"")
@@ -410,7 +394,7 @@ def test_subclass_hooks_are_called() -> None:
     server = CountingServer(0, host="127.0.0.1")
     try:
         with RawGearman(server.port) as c:
-            h = submit(c, b"hook", b"x", b"", C.SUBMIT_JOB_BG)
+            h = c.submit(b"hook", b"x", b"", C.SUBMIT_JOB_BG)
         assert CountingServer.seen == [b"hook\0\0x"]
         assert list(server.jobs) == [h]
     finally:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from fixtures.geard import Geard, RawGearman
+from fixtures.geard import Geard, RawGearman, run_job
 from gear import constants as C
 from gear.server import Server
 
@@ -38,13 +38,7 @@ def assert_healthy(geard: Geard, queued: list[bytes]) -> None:
         jobs = client.admin("show jobs")
         for handle in queued:
             assert handle + b"\t0\t0\t1\n" in jobs
-        worker.send(C.CAN_DO, b"healthy")
-        client.send(C.SUBMIT_JOB, b"healthy\0\0ping")
-        handle = client.expect(C.JOB_CREATED)
-        worker.send(C.GRAB_JOB_UNIQ)
-        assert worker.expect(C.JOB_ASSIGN_UNIQ) == handle + b"\0healthy\0\0ping"
-        worker.send(C.WORK_COMPLETE, handle + b"\0pong")
-        assert client.expect(C.WORK_COMPLETE) == handle + b"\0pong"
+        run_job(client, worker, b"healthy", b"ping", b"pong")
 
 
 def error(conn: RawGearman) -> tuple[bytes, bytes]:

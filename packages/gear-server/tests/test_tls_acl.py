@@ -9,20 +9,17 @@ import pytest
 
 import gear
 from fixtures.certs import Certs
-from fixtures.geard import Geard, RawGearman
+from fixtures.geard import Geard, RawGearman, echo_once
+from fixtures.tls import client_context, geard_tls
 from gear import constants as C
-from gear.tls import create_ssl_context, load_context
 
 
 def tls_server(geard_factory: Callable[..., Geard], certs: Certs, **kwargs: object) -> Geard:
-    return geard_factory(
-        ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca, **kwargs
-    )
+    return geard_factory(**geard_tls(certs), **kwargs)
 
 
 def connect(geard: Geard, certs: Certs, cn: str) -> RawGearman:
-    pair = certs.client if cn == "client" else certs.issue(cn)
-    return RawGearman(geard.port, ssl_context=load_context(pair.key, pair.cert, certs.ca))
+    return RawGearman(geard.port, ssl_context=client_context(certs.ca, certs.pair(cn)))
 
 
 def test_tls_job_and_subject(geard_factory: Callable[..., Geard], certs: Certs) -> None:
@@ -36,29 +33,21 @@ def test_tls_job_and_subject(geard_factory: Callable[..., Geard], certs: Certs) 
         assert worker.expect(C.JOB_ASSIGN) == handle + b"\0tls\0secret"
         worker.send(C.WORK_COMPLETE, handle + b"\0done")
         assert client.expect(C.WORK_COMPLETE) == handle + b"\0done"
-        subjects = {c.ssl_subject for c in geard.server.active_connections}
-        assert subjects == {"client", "worker-1"}
+        assert geard.ssl_subjects() == {"client", "worker-1"}
 
 
 def test_tls_requires_client_certificate(
     geard_factory: Callable[..., Geard], certs: Certs, other_ca_certs: Certs
 ) -> None:
     geard = tls_server(geard_factory, certs)
-    no_cert = create_ssl_context()
-    no_cert.load_verify_locations(certs.ca)
+    no_cert = client_context(certs.ca)
     with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
-        conn = RawGearman(geard.port, ssl_context=no_cert)
-        conn.send(C.ECHO_REQ, b"x")
-        conn.expect(C.ECHO_RES)
-    foreign = load_context(other_ca_certs.client.key, other_ca_certs.client.cert, certs.ca)
+        echo_once(geard.port, no_cert)
+    foreign = client_context(certs.ca, other_ca_certs.client)
     with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
-        conn = RawGearman(geard.port, ssl_context=foreign)
-        conn.send(C.ECHO_REQ, b"x")
-        conn.expect(C.ECHO_RES)
+        echo_once(geard.port, foreign)
     with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError, TimeoutError)):
-        plain = RawGearman(geard.port, timeout=2)
-        plain.send(C.ECHO_REQ, b"x")
-        plain.expect(C.ECHO_RES)
+        echo_once(geard.port, timeout=2)
     with connect(geard, certs, "client") as ok:
         ok.send(C.ECHO_REQ, b"still serving")
         assert ok.expect(C.ECHO_RES) == b"still serving"

@@ -10,26 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 import gear
+from fixtures.aio import RETRY, T, run, wait_until
 from gear.errors import JobFailedError
-
-T = 10  # seconds: upper bound of every wait in these tests
-RETRY = 0.05
-_R = TypeVar("_R")
-
-
-@pytest.fixture(params=["gearmand", "geard"])
-def server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(request.param)
-
-
-def run(coro: Coroutine[Any, Any, _R], timeout: float = 30) -> _R:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 @contextlib.asynccontextmanager
@@ -46,13 +34,6 @@ async def connected(
         await worker.wait_for_server(T)
         await client.wait_for_server(T)
         yield worker, client
-
-
-async def wait_until(predicate: Any, timeout: float = T) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 def test_jobs_iterator(server: Any) -> None:

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import gear
+from fixtures.peers import Harness
 
 T = 10
 
 
 @pytest.fixture
-def worker(gearmand: Any) -> Iterator[Any]:
-    w = gear.Worker("detail-worker")
-    w.reconnect_delay = 0.05
-    w.addServer(gearmand.host, gearmand.port, keepalive=True, tcp_keepidle=60)
-    w.waitForServer(T)
-    yield w
-    w.shutdown()
+def worker(gearmand: Any, harness: Harness) -> Any:
+    return harness.worker(
+        gearmand, client_id="detail-worker", timeout=T, keepalive=True, tcp_keepidle=60
+    )
 
 
 def test_keepalive_options(worker: Any) -> None:
