@@ -19,7 +19,7 @@ from fixtures.geard import Geard, RawGearman
 from gear import constants as C
 from gear.codec import encode_packet
 from gear.server import Server
-from gear.server.sqlite_store import SQLiteQueueStore, _Batch
+from gear.server.sqlite_store import SQLiteQueueStore, _Batch, _unpack
 from gear.server.store import QueueStoreError, StoredJob
 
 Factory = Callable[..., Geard]
@@ -65,7 +65,9 @@ def test_store_round_trip_keyed_by_handle(tmp_path: Path) -> None:
     store.add(job(b"H:2", unique=None, arguments=b"b"))  # same function, empty unique
     store.add(job(b"H:3", unique=b"u", precedence=C.PRECEDENCE_HIGH, when=1e10))
     store.add(job(b"H:4"))
-    store.remove(b"H:4")  # added and removed in one batch: never written
+    store.remove(b"H:4")  # added and removed in one batch: gone after the commit
+    store.add(job(b"H:5", unique=b"", when=0.0, arguments=b"\0\xff" * 3))
+    store.retried(b"H:5", 1)  # retried before its first commit
     store.flush()
     store.retried(b"H:1", 2)
     store.remove(b"H:2")
@@ -75,6 +77,7 @@ def test_store_round_trip_keyed_by_handle(tmp_path: Path) -> None:
         assert list(again.load()) == [
             job(b"H:1", arguments=b"a", attempts=2),
             job(b"H:3", unique=b"u", precedence=C.PRECEDENCE_HIGH, when=1e10),
+            job(b"H:5", unique=b"", when=0.0, arguments=b"\0\xff" * 3, attempts=1),
         ]
     finally:
         again.close()
@@ -105,7 +108,7 @@ def test_second_opener_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["garbage", "other-sqlite", "directory", "missing-dir", "truncated"]
+    "kind", ["garbage", "other-sqlite", "directory", "missing-dir", "truncated", "bad-row"]
 )
 def test_unusable_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "q.db"
@@ -119,6 +122,13 @@ def test_unusable_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
         path.mkdir()
     elif kind == "missing-dir":
         path = tmp_path / "nope" / "q.db"
+    elif kind == "bad-row":
+        store = SQLiteQueueStore(path)
+        store.add(job(b"H:1"))
+        store.close()
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobs SET job = x'0102'")
+        db.close()
     else:
         store = SQLiteQueueStore(path)
         for i in range(2000):
@@ -198,8 +208,8 @@ class RecordingStore(SQLiteQueueStore):
     def _write(self, batches: list[_Batch]) -> None:
         super()._write(batches)
         self.transactions += 1
-        for adds, _, _ in batches:
-            self.committed |= set(adds)
+        for rows, _, _ in batches:
+            self.committed.update(_unpack(blob, 0).handle for blob in rows[2::3])
 
 
 @pytest.mark.parametrize("windows", [1, 20])
