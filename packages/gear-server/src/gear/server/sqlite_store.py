@@ -52,16 +52,21 @@ instead of a column per field is half the SQLite work per row."""
 _NO_UNIQUE = 1
 _SCHEDULED = 2
 _MAX_ROWS = 1024 if sqlite3.sqlite_version_info >= (3, 32) else 256
-"""Rows per multi-row statement; SQLite before 3.32 allows only 999 parameters."""
-_SIZES = tuple(1 << n for n in range(_MAX_ROWS.bit_length() - 1, -1, -1))
+"""Rows per statement; SQLite before 3.32 allows only 999 parameters."""
+_SIZES = tuple(1 << n for n in range(_MAX_ROWS.bit_length()))
 _INSERT = {
-    n: "INSERT OR REPLACE INTO jobs (seq, attempts, job) VALUES " + ",".join(["(?,?,?)"] * n)
+    n: "INSERT OR REPLACE INTO jobs (seq, attempts, job) SELECT * FROM (VALUES "
+    + ",".join(["(?,?,?)"] * n)
+    + ") WHERE column1 IS NOT NULL"
     for n in _SIZES
 }
 _DELETE = {n: "DELETE FROM jobs WHERE seq IN (" + ",".join(["?"] * n) + ")" for n in _SIZES}
-"""Few distinct statements, so all stay cached; one statement per chunk of
-rows means the writer thread takes the GIL back from the event loop once per
-chunk, not once per row."""
+"""One statement per (up to) :data:`_MAX_ROWS` rows, padded with NULL rows
+that match nothing to one of a few sizes, so all stay cached: the writer
+thread then takes the GIL back from the event loop a handful of times per
+commit, not once per row or per chunk, which is what kept the commits slow
+while the loop was busy."""
+_PADDING: list[object] = [None] * (3 * _MAX_ROWS)
 _UPDATE = "UPDATE jobs SET attempts = ? WHERE seq = ?"
 _SELECT = "SELECT seq, attempts, job FROM jobs ORDER BY seq"
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -113,13 +118,15 @@ def _unpack(blob: object, attempts: int) -> StoredJob:
 
 
 def _chunked(db: sqlite3.Connection, sql: dict[int, str], params: list[object], width: int) -> None:
-    """Run the statements of ``sql`` (rows -> statement) over ``params`` (``width`` per row)."""
+    """Run ``sql`` (rows -> statement) over ``params`` (``width`` per row)."""
     total = len(params) // width
-    done = 0
-    for size in _SIZES:
-        while total - done >= size:
-            db.execute(sql[size], params[done * width : (done + size) * width])
-            done += size
+    for start in range(0, total, _MAX_ROWS):
+        rows = min(total - start, _MAX_ROWS)
+        size = 1 << (rows - 1).bit_length()
+        chunk = params[start * width : (start + rows) * width]
+        if size > rows:
+            chunk += _PADDING[: (size - rows) * width]
+        db.execute(sql[size], chunk)
 
 
 class SQLiteQueueStore(QueueStore):
