@@ -205,11 +205,12 @@ class RecordingStore(SQLiteQueueStore):
         self.committed: set[bytes] = set()
         self.transactions = 0
 
-    def _write(self, batches: list[_Batch]) -> None:
-        super()._write(batches)
-        self.transactions += 1
-        for rows, _, _ in batches:
-            self.committed.update(_unpack(blob, 0).handle for blob in rows[2::3])
+    def _write(self, batches: list[_Batch], *, begin: bool = True, commit: bool = True) -> None:
+        super()._write(batches, begin=begin, commit=commit)
+        if commit:
+            self.transactions += 1
+            for rows, _, _ in batches:
+                self.committed.update(_unpack(blob, 0).handle for blob in rows[2::3])
 
 
 @pytest.mark.parametrize("windows", [1, 20])
@@ -234,24 +235,33 @@ def test_job_created_only_after_commit_and_batched(
 
 
 class FailingStore(SQLiteQueueStore):
-    fail = False
+    """Fails writing the rows (on the event loop) or committing (on the writer thread)."""
 
-    def _write(self, batches: list[_Batch]) -> None:
-        if self.fail and any(adds for adds, _, _ in batches):
-            self._failed = batches + self._failed
-            raise QueueStoreError("disk full")
-        super()._write(batches)
+    fail: str | None = None
+
+    def _write(self, batches: list[_Batch], *, begin: bool = True, commit: bool = True) -> None:
+        if self.fail and any(rows for rows, _, _ in batches):
+            if (self.fail == "rows" and begin) or (self.fail == "commit" and commit):
+                if self.fail == "commit":
+                    super()._write(batches, begin=begin, commit=False)
+                    self.db.execute("ROLLBACK")
+                self._failed = batches + self._failed
+                raise QueueStoreError("disk full")
+        super()._write(batches, begin=begin, commit=commit)
 
 
-def test_failed_commit_sends_no_job_created(geard_factory: Factory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stage", ["rows", "commit"])
+def test_failed_commit_sends_no_job_created(
+    geard_factory: Factory, tmp_path: Path, stage: str
+) -> None:
     store = FailingStore(tmp_path / "q.db")
     geard = geard_factory(queue_store=store)
     with RawGearman(geard.port) as c:
         submit(c, b"f", b"ok")
-        store.fail = True
+        store.fail = stage
         c.send(C.SUBMIT_JOB_BG, b"f\0\0lost")
         assert c.closed_by_server()
-    store.fail = False
+    store.fail = None
     with RawGearman(geard.port) as c:
         submit(c, b"f", b"ok again")
     geard.stop()

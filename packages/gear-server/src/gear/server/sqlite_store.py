@@ -7,13 +7,17 @@ Why it looks the way it does:
   unique id by default, and keying on it would keep only one such job per
   function across a restart. The row's primary key is a submission
   sequence number (FIFO order on reload; deletes by integer key), mapped
-  from the handle in memory, so inserts maintain no second index.
+  from the handle in memory, so inserts maintain no second index. The
+  job's fields are packed into one blob: SQLite's cost per row grows with
+  its columns, and only the retry count is ever updated in place.
 * Changes are buffered in memory and committed once per event-loop turn,
   *before* the server writes that turn's replies: every job that arrived
   together costs one transaction, and a client never hears JOB_CREATED for
-  a job that is not committed. The commit runs on a writer thread
-  (:meth:`flush_async`) while the loop reads the next jobs, so under load
-  batches grow and the loop thread pays little for durability.
+  a job that is not committed. :meth:`flush_async` writes the rows on the
+  loop thread and commits (the disk sync) on a writer thread while the loop
+  reads the next jobs, so under load batches grow. Statements are few and
+  large: every return from SQLite on the writer thread waits for the GIL,
+  which the busy loop thread may hold for milliseconds.
 * WAL journal with ``synchronous=FULL`` by default: a commit survives a
   ``kill -9`` and a power cut. ``synchronous="NORMAL"`` survives the
   process dying but may lose the last commits on a power cut.
@@ -29,7 +33,7 @@ import concurrent.futures
 import os
 import sqlite3
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from gear.server.store import QueueStore, QueueStoreError, StoredJob
 
@@ -49,8 +53,8 @@ _HEAD = struct.Struct("<BidIII")
 """A row's ``job`` blob: flags, precedence, run time, lengths of handle, name
 and unique id; then handle, name, unique id and arguments. One packed blob
 instead of a column per field is half the SQLite work per row."""
-_NO_UNIQUE = 1
-_SCHEDULED = 2
+_NO_UNIQUE = 1  # flags: unique id None (not b"")
+_SCHEDULED = 2  # flags: run time set
 _MAX_ROWS = 1024 if sqlite3.sqlite_version_info >= (3, 32) else 256
 """Rows per statement; SQLite before 3.32 allows only 999 parameters."""
 _SIZES = tuple(1 << n for n in range(_MAX_ROWS.bit_length()))
@@ -62,10 +66,9 @@ _INSERT = {
 }
 _DELETE = {n: "DELETE FROM jobs WHERE seq IN (" + ",".join(["?"] * n) + ")" for n in _SIZES}
 """One statement per (up to) :data:`_MAX_ROWS` rows, padded with NULL rows
-that match nothing to one of a few sizes, so all stay cached: the writer
-thread then takes the GIL back from the event loop a handful of times per
-commit, not once per row or per chunk, which is what kept the commits slow
-while the loop was busy."""
+that match nothing to one of a few sizes, so all stay cached and a batch
+costs one call into SQLite, not one per row (``executemany``) or per
+power-of-two chunk."""
 _PADDING: list[object] = [None] * (3 * _MAX_ROWS)
 _UPDATE = "UPDATE jobs SET attempts = ? WHERE seq = ?"
 _SELECT = "SELECT seq, attempts, job FROM jobs ORDER BY seq"
@@ -78,19 +81,27 @@ attempt updates (seq -> attempts), applied in that order: a job added and
 removed before a commit is inserted and deleted in the same transaction."""
 
 
+_pack_head = _HEAD.pack
+
+
 def _pack(job: StoredJob) -> bytes:
+    handle = job.handle
+    name = job.name
     unique = job.unique
     when = job.when
-    flags = (_NO_UNIQUE if unique is None else 0) | (_SCHEDULED if when is not None else 0)
-    unique = unique or b""
     return b"".join(
         (
-            _HEAD.pack(
-                flags, job.precedence, when or 0.0, len(job.handle), len(job.name), len(unique)
+            _pack_head(
+                (unique is None) | (when is not None) << 1,
+                job.precedence,
+                when or 0.0,
+                len(handle),
+                len(name),
+                0 if unique is None else len(unique),
             ),
-            job.handle,
-            job.name,
-            unique,
+            handle,
+            name,
+            unique or b"",
             job.arguments,
         )
     )
@@ -117,7 +128,9 @@ def _unpack(blob: object, attempts: int) -> StoredJob:
     )
 
 
-def _chunked(db: sqlite3.Connection, sql: dict[int, str], params: list[object], width: int) -> None:
+def _chunked(
+    db: sqlite3.Connection, sql: dict[int, str], params: Sequence[object], width: int
+) -> None:
     """Run ``sql`` (rows -> statement) over ``params`` (``width`` per row)."""
     total = len(params) // width
     for start in range(0, total, _MAX_ROWS):
@@ -125,7 +138,7 @@ def _chunked(db: sqlite3.Connection, sql: dict[int, str], params: list[object], 
         size = 1 << (rows - 1).bit_length()
         chunk = params[start * width : (start + rows) * width]
         if size > rows:
-            chunk += _PADDING[: (size - rows) * width]
+            chunk = [*chunk, *_PADDING[: (size - rows) * width]]
         db.execute(sql[size], chunk)
 
 
@@ -223,10 +236,8 @@ class SQLiteQueueStore(QueueStore):
     # -- QueueStore ----------------------------------------------------
 
     def add(self, job: StoredJob) -> None:
-        seqs = self._seqs
-        seq = seqs.get(job.handle)
-        if seq is None:
-            seq = seqs[job.handle] = self._next_seq
+        seq = self._seqs.setdefault(job.handle, self._next_seq)
+        if seq == self._next_seq:
             self._next_seq = seq + 1
         self._rows += (seq, job.attempts, _pack(job))
 
@@ -255,23 +266,28 @@ class SQLiteQueueStore(QueueStore):
         self._failed = []
         return batches
 
-    def _write(self, batches: list[_Batch]) -> None:
+    def _write(self, batches: list[_Batch], *, begin: bool = True, commit: bool = True) -> None:
         """Apply ``batches`` in order in one transaction (any thread, one at a time).
 
-        On failure they are kept, to be written first by the next flush.
+        ``begin`` opens the transaction and applies the changes, ``commit``
+        commits it: :meth:`flush_async` does the two on different threads.
+        On failure the transaction is rolled back and ``batches`` are kept,
+        to be written first by the next flush.
         """
         db = self.db
         try:
-            db.execute("BEGIN")
             try:
-                for rows, removes, attempts in batches:
-                    if rows:
-                        _chunked(db, _INSERT, rows, 3)
-                    if removes:
-                        _chunked(db, _DELETE, removes, 1)
-                    if attempts:
-                        db.executemany(_UPDATE, [(n, h) for h, n in attempts.items()])
-                db.execute("COMMIT")
+                if begin:
+                    db.execute("BEGIN")
+                    for rows, removes, attempts in batches:
+                        if rows:
+                            _chunked(db, _INSERT, rows, 3)
+                        if removes:
+                            _chunked(db, _DELETE, removes, 1)
+                        if attempts:
+                            db.executemany(_UPDATE, [(n, h) for h, n in attempts.items()])
+                if commit:
+                    db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -303,10 +319,12 @@ class SQLiteQueueStore(QueueStore):
     def flush_async(self, done: Callable[[BaseException | None], None]) -> bool:
         """Commit the buffered changes on a writer thread; ``done(error)`` runs there.
 
-        While SQLite commits (it releases the GIL), the event loop goes on
-        reading the next jobs, which makes the next batch larger: group
-        commit. The server starts one at a time and writes the held replies
-        only when ``done`` reports success.
+        The rows are written into the transaction here, on the event loop
+        (SQLite's in-memory work, with no thread hand-off per statement); the
+        writer thread only commits, which is where the disk sync is. While it
+        does, the event loop goes on reading the next jobs, which makes the
+        next batch larger: group commit. The server starts one at a time and
+        writes the held replies only when ``done`` reports success.
         """
         if self._inflight is not None and not self._inflight.done():
             raise RuntimeError("a flush is already in flight")
@@ -314,9 +332,14 @@ class SQLiteQueueStore(QueueStore):
         if not self.pending:
             return False
         batches = self._take()
+        try:
+            self._write(batches, commit=False)
+        except Exception as e:
+            done(e)
+            return True
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, "geard-queue-file")
-        future = self._executor.submit(self._write, batches)
+        future = self._executor.submit(self._write, batches, begin=False)
         self._inflight = future
         future.add_done_callback(lambda f: done(f.exception()))
         return True
