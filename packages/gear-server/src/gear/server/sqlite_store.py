@@ -84,29 +84,6 @@ removed before a commit is inserted and deleted in the same transaction."""
 _pack_head = _HEAD.pack
 
 
-def _pack(job: StoredJob) -> bytes:
-    handle = job.handle
-    name = job.name
-    unique = job.unique
-    when = job.when
-    return b"".join(
-        (
-            _pack_head(
-                (unique is None) | (when is not None) << 1,
-                job.precedence,
-                when or 0.0,
-                len(handle),
-                len(name),
-                0 if unique is None else len(unique),
-            ),
-            handle,
-            name,
-            unique or b"",
-            job.arguments,
-        )
-    )
-
-
 def _unpack(blob: object, attempts: int) -> StoredJob:
     if not isinstance(blob, bytes) or len(blob) < _HEAD.size:
         raise ValueError("malformed job row")
@@ -236,10 +213,23 @@ class SQLiteQueueStore(QueueStore):
     # -- QueueStore ----------------------------------------------------
 
     def add(self, job: StoredJob) -> None:
-        seq = self._seqs.setdefault(job.handle, self._next_seq)
+        handle = job.handle
+        seq = self._seqs.setdefault(handle, self._next_seq)
         if seq == self._next_seq:
             self._next_seq = seq + 1
-        self._rows += (seq, job.attempts, _pack(job))
+        name = job.name
+        unique = job.unique
+        when = job.when
+        head = _pack_head(
+            (unique is None) | (when is not None) << 1,  # _NO_UNIQUE, _SCHEDULED
+            job.precedence,
+            when or 0.0,
+            len(handle),
+            len(name),
+            0 if unique is None else len(unique),
+        )
+        blob = b"".join((head, handle, name, unique or b"", job.arguments))
+        self._rows += (seq, job.attempts, blob)
 
     def remove(self, handle: bytes) -> None:
         seq = self._seqs.pop(handle, None)
