@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,34 @@ def test_store_batches_until_flush(tmp_path: Path) -> None:
         store.flush()
         assert not store.pending and store.db.total_changes == changes + 100
         assert len(store) == 100
+    finally:
+        store.close()
+
+
+def test_flush_async_commits_on_the_writer_or_keeps_the_batch(tmp_path: Path) -> None:
+    store = SQLiteQueueStore(tmp_path / "q.db")
+    try:
+        results: list[BaseException | None] = []
+        finished = threading.Event()
+
+        def done(error: BaseException | None) -> None:
+            results.append(error)
+            finished.set()
+
+        store.add(job(b"H:1"))
+        assert store.flush_async(done)
+        assert finished.wait(10) and results == [None]
+        assert not store.flush_async(done)  # nothing pending
+        writer = store._executor
+        assert writer is not None
+        writer.shutdown()  # a writer that takes no more work
+        store.add(job(b"H:2"))
+        finished.clear()
+        assert store.flush_async(done)
+        assert finished.is_set() and isinstance(results[-1], RuntimeError)
+        assert store.pending  # the batch is kept for the next flush
+        store._executor = None
+        assert [j.handle for j in store.load()] == [b"H:1", b"H:2"]
     finally:
         store.close()
 

@@ -30,6 +30,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import sqlite3
 import struct
@@ -310,11 +311,13 @@ class SQLiteQueueStore(QueueStore):
         """Commit the buffered changes on a writer thread; ``done(error)`` runs there.
 
         The rows are written into the transaction here, on the event loop
-        (SQLite's in-memory work, with no thread hand-off per statement); the
-        writer thread only commits, which is where the disk sync is. While it
-        does, the event loop goes on reading the next jobs, which makes the
-        next batch larger: group commit. The server starts one at a time and
-        writes the held replies only when ``done`` reports success.
+        (SQLite's in-memory work: handing it to the writer thread would cost
+        a wait for the GIL, which the busy loop holds for milliseconds, after
+        every statement); the writer thread only commits, which is where the
+        disk sync is. While it does, the event loop goes on reading the next
+        jobs, which makes the next batch larger: group commit. The server
+        starts one at a time and writes the held replies only when ``done``
+        reports success (here, at once, if writing the rows failed).
         """
         if self._inflight is not None and not self._inflight.done():
             raise RuntimeError("a flush is already in flight")
@@ -324,12 +327,17 @@ class SQLiteQueueStore(QueueStore):
         batches = self._take()
         try:
             self._write(batches, commit=False)
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(1, "geard-queue-file")
+            future = self._executor.submit(self._write, batches, begin=False)
         except Exception as e:
+            db = self._db
+            if db is not None and db.in_transaction:  # rows in, but no writer took the commit
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                self._failed = batches + self._failed
             done(e)
             return True
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, "geard-queue-file")
-        future = self._executor.submit(self._write, batches, begin=False)
         self._inflight = future
         future.add_done_callback(lambda f: done(f.exception()))
         return True
