@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from fixtures.geard import Geard, RawGearman
 from gear import constants as C
 from gear.codec import encode_packet
 from gear.server import Server
-from gear.server.sqlite_store import SQLiteQueueStore, _Batch
+from gear.server.sqlite_store import SQLiteQueueStore, _Batch, _unpack
 from gear.server.store import QueueStoreError, StoredJob
 
 Factory = Callable[..., Geard]
@@ -43,7 +44,9 @@ def test_store_round_trip_keyed_by_handle(tmp_path: Path) -> None:
     store.add(job(b"H:2", unique=None, arguments=b"b"))  # same function, empty unique
     store.add(job(b"H:3", unique=b"u", precedence=C.PRECEDENCE_HIGH, when=1e10))
     store.add(job(b"H:4"))
-    store.remove(b"H:4")  # added and removed in one batch: never written
+    store.remove(b"H:4")  # added and removed in one batch: gone after the commit
+    store.add(job(b"H:5", unique=b"", when=0.0, arguments=b"\0\xff" * 3))
+    store.retried(b"H:5", 1)  # retried before its first commit
     store.flush()
     store.retried(b"H:1", 2)
     store.remove(b"H:2")
@@ -53,6 +56,7 @@ def test_store_round_trip_keyed_by_handle(tmp_path: Path) -> None:
         assert list(again.load()) == [
             job(b"H:1", arguments=b"a", attempts=2),
             job(b"H:3", unique=b"u", precedence=C.PRECEDENCE_HIGH, when=1e10),
+            job(b"H:5", unique=b"", when=0.0, arguments=b"\0\xff" * 3, attempts=1),
         ]
     finally:
         again.close()
@@ -72,6 +76,34 @@ def test_store_batches_until_flush(tmp_path: Path) -> None:
         store.close()
 
 
+def test_flush_async_commits_on_the_writer_or_keeps_the_batch(tmp_path: Path) -> None:
+    store = SQLiteQueueStore(tmp_path / "q.db")
+    try:
+        results: list[BaseException | None] = []
+        finished = threading.Event()
+
+        def done(error: BaseException | None) -> None:
+            results.append(error)
+            finished.set()
+
+        store.add(job(b"H:1"))
+        assert store.flush_async(done)
+        assert finished.wait(10) and results == [None]
+        assert not store.flush_async(done)  # nothing pending
+        writer = store._executor
+        assert writer is not None
+        writer.shutdown()  # a writer that takes no more work
+        store.add(job(b"H:2"))
+        finished.clear()
+        assert store.flush_async(done)
+        assert finished.is_set() and isinstance(results[-1], RuntimeError)
+        assert store.pending  # the batch is kept for the next flush
+        store._executor = None
+        assert [j.handle for j in store.load()] == [b"H:1", b"H:2"]
+    finally:
+        store.close()
+
+
 def test_second_opener_is_refused(tmp_path: Path) -> None:
     first = SQLiteQueueStore(tmp_path / "q.db")
     try:
@@ -83,7 +115,7 @@ def test_second_opener_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["garbage", "other-sqlite", "directory", "missing-dir", "truncated"]
+    "kind", ["garbage", "other-sqlite", "directory", "missing-dir", "truncated", "bad-row"]
 )
 def test_unusable_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "q.db"
@@ -97,6 +129,13 @@ def test_unusable_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
         path.mkdir()
     elif kind == "missing-dir":
         path = tmp_path / "nope" / "q.db"
+    elif kind == "bad-row":
+        store = SQLiteQueueStore(path)
+        store.add(job(b"H:1"))
+        store.close()
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobs SET job = x'0102'")
+        db.close()
     else:
         store = SQLiteQueueStore(path)
         for i in range(2000):
@@ -173,11 +212,12 @@ class RecordingStore(SQLiteQueueStore):
         self.committed: set[bytes] = set()
         self.transactions = 0
 
-    def _write(self, batches: list[_Batch]) -> None:
-        super()._write(batches)
-        self.transactions += 1
-        for adds, _, _ in batches:
-            self.committed |= set(adds)
+    def _write(self, batches: list[_Batch], *, begin: bool = True, commit: bool = True) -> None:
+        super()._write(batches, begin=begin, commit=commit)
+        if commit:
+            self.transactions += 1
+            for rows, _, _ in batches:
+                self.committed.update(_unpack(blob, 0).handle for blob in rows[2::3])
 
 
 @pytest.mark.parametrize("windows", [1, 20])
@@ -202,24 +242,33 @@ def test_job_created_only_after_commit_and_batched(
 
 
 class FailingStore(SQLiteQueueStore):
-    fail = False
+    """Fails writing the rows (on the event loop) or committing (on the writer thread)."""
 
-    def _write(self, batches: list[_Batch]) -> None:
-        if self.fail and any(adds for adds, _, _ in batches):
-            self._failed = batches + self._failed
-            raise QueueStoreError("disk full")
-        super()._write(batches)
+    fail: str | None = None
+
+    def _write(self, batches: list[_Batch], *, begin: bool = True, commit: bool = True) -> None:
+        if self.fail and any(rows for rows, _, _ in batches):
+            if (self.fail == "rows" and begin) or (self.fail == "commit" and commit):
+                if self.fail == "commit":
+                    super()._write(batches, begin=begin, commit=False)
+                    self.db.execute("ROLLBACK")
+                self._failed = batches + self._failed
+                raise QueueStoreError("disk full")
+        super()._write(batches, begin=begin, commit=commit)
 
 
-def test_failed_commit_sends_no_job_created(geard_factory: Factory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stage", ["rows", "commit"])
+def test_failed_commit_sends_no_job_created(
+    geard_factory: Factory, tmp_path: Path, stage: str
+) -> None:
     store = FailingStore(tmp_path / "q.db")
     geard = geard_factory(queue_store=store)
     with RawGearman(geard.port) as c:
         c.submit(b"f", b"ok", b"", C.SUBMIT_JOB_BG)
-        store.fail = True
+        store.fail = stage
         c.send(C.SUBMIT_JOB_BG, b"f\0\0lost")
         assert c.closed_by_server()
-    store.fail = False
+    store.fail = None
     with RawGearman(geard.port) as c:
         c.submit(b"f", b"ok again", b"", C.SUBMIT_JOB_BG)
     geard.stop()

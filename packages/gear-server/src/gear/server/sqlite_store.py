@@ -7,13 +7,17 @@ Why it looks the way it does:
   unique id by default, and keying on it would keep only one such job per
   function across a restart. The row's primary key is a submission
   sequence number (FIFO order on reload; deletes by integer key), mapped
-  from the handle in memory, so inserts maintain no second index.
+  from the handle in memory, so inserts maintain no second index. The
+  job's fields are packed into one blob: SQLite's cost per row grows with
+  its columns, and only the retry count is ever updated in place.
 * Changes are buffered in memory and committed once per event-loop turn,
   *before* the server writes that turn's replies: every job that arrived
   together costs one transaction, and a client never hears JOB_CREATED for
-  a job that is not committed. The commit runs on a writer thread
-  (:meth:`flush_async`) while the loop reads the next jobs, so under load
-  batches grow and the loop thread pays little for durability.
+  a job that is not committed. :meth:`flush_async` writes the rows on the
+  loop thread and commits (the disk sync) on a writer thread while the loop
+  reads the next jobs, so under load batches grow. Statements are few and
+  large: every return from SQLite on the writer thread waits for the GIL,
+  which the busy loop thread may hold for milliseconds.
 * WAL journal with ``synchronous=FULL`` by default: a commit survives a
   ``kill -9`` and a power cut. ``synchronous="NORMAL"`` survives the
   process dying but may lose the last commits on a power cut.
@@ -27,69 +31,94 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+import struct
+from collections.abc import Callable, Iterable, Sequence
 
 from gear.server.store import QueueStore, QueueStoreError, StoredJob
 
 __all__ = ["SQLiteQueueStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _APPLICATION_ID = 0x67656172  # "gear": marks the file as ours
 
 _SCHEMA = """
 CREATE TABLE jobs (
     seq INTEGER PRIMARY KEY,
-    handle BLOB NOT NULL,
-    function BLOB NOT NULL,
-    uniq BLOB,
-    priority INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    run_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL,
+    job BLOB NOT NULL
 )
 """
-_INSERT = (
-    "INSERT OR REPLACE INTO jobs"
-    " (seq, handle, function, uniq, priority, payload, run_at, attempts) VALUES "
-)
-_DELETE = "DELETE FROM jobs WHERE seq IN "
-_CHUNKS = (256, 64, 16, 4, 1)
-"""Rows per multi-row statement: few distinct statements, so all stay cached;
-one statement per chunk means SQLite releases the GIL once per chunk, not
-once per row, which matters while the event loop thread wants it."""
+_HEAD = struct.Struct("<BidIII")
+"""A row's ``job`` blob: flags, precedence, run time, lengths of handle, name
+and unique id; then handle, name, unique id and arguments. One packed blob
+instead of a column per field is half the SQLite work per row."""
+_NO_UNIQUE = 1  # flags: unique id None (not b"")
+_SCHEDULED = 2  # flags: run time set
+_MAX_ROWS = 1024 if sqlite3.sqlite_version_info >= (3, 32) else 256
+"""Rows per statement; SQLite before 3.32 allows only 999 parameters."""
+_SIZES = tuple(1 << n for n in range(_MAX_ROWS.bit_length()))
+_INSERT = {
+    n: "INSERT OR REPLACE INTO jobs (seq, attempts, job) SELECT * FROM (VALUES "
+    + ",".join(["(?,?,?)"] * n)
+    + ") WHERE column1 IS NOT NULL"
+    for n in _SIZES
+}
+_DELETE = {n: "DELETE FROM jobs WHERE seq IN (" + ",".join(["?"] * n) + ")" for n in _SIZES}
+"""One statement per (up to) :data:`_MAX_ROWS` rows, padded with NULL rows
+that match nothing to one of a few sizes, so all stay cached and a batch
+costs one call into SQLite, not one per row (``executemany``) or per
+power-of-two chunk."""
+_PADDING: list[object] = [None] * (3 * _MAX_ROWS)
 _UPDATE = "UPDATE jobs SET attempts = ? WHERE seq = ?"
-_SELECT = (
-    "SELECT handle, function, uniq, priority, payload, run_at, attempts FROM jobs ORDER BY seq"
-)
+_SELECT = "SELECT seq, attempts, job FROM jobs ORDER BY seq"
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-_Batch = tuple[dict[bytes, tuple[int, StoredJob]], set[int], dict[int, int]]
-"""Buffered adds (handle -> (seq, job)), removes (seqs) and attempt updates
-(seq -> attempts), applied in that order."""
+_Batch = tuple[list[object], list[int], dict[int, int]]
+"""Buffered inserts (flat ``seq, attempts, job`` triples), deletes (seqs) and
+attempt updates (seq -> attempts), applied in that order: a job added and
+removed before a commit is inserted and deleted in the same transaction."""
+
+
+_pack_head = _HEAD.pack
+
+
+def _unpack(blob: object, attempts: int) -> StoredJob:
+    if not isinstance(blob, bytes) or len(blob) < _HEAD.size:
+        raise ValueError("malformed job row")
+    flags, precedence, when, n_handle, n_name, n_unique = _HEAD.unpack_from(blob)
+    a = _HEAD.size
+    b = a + n_handle
+    c = b + n_name
+    d = c + n_unique
+    if d > len(blob):
+        raise ValueError("malformed job row")
+    return StoredJob(
+        blob[a:b],
+        blob[b:c],
+        None if flags & _NO_UNIQUE else blob[c:d],
+        blob[d:],
+        precedence,
+        when if flags & _SCHEDULED else None,
+        attempts,
+    )
 
 
 def _chunked(
-    db: sqlite3.Connection, head: str, row: str, tail: str, width: int, params: list[object]
+    db: sqlite3.Connection, sql: dict[int, str], params: Sequence[object], width: int
 ) -> None:
-    """Run ``head`` + ``row``,``row``... + ``tail`` over ``params`` (``width`` per row)."""
+    """Run ``sql`` (rows -> statement) over ``params`` (``width`` per row)."""
     total = len(params) // width
-    done = 0
-    for size in _CHUNKS:
-        sql = head + ",".join([row] * size) + tail
-        while total - done >= size:
-            db.execute(sql, params[done * width : (done + size) * width])
-            done += size
-
-
-def _insert(db: sqlite3.Connection, jobs: Iterable[tuple[int, StoredJob]]) -> None:
-    params: list[object] = []
-    for seq, j in jobs:
-        params += (seq, j.handle, j.name, j.unique, j.precedence, j.arguments, j.when, j.attempts)
-    _chunked(db, _INSERT, "(?,?,?,?,?,?,?,?)", "", 8, params)
+    for start in range(0, total, _MAX_ROWS):
+        rows = min(total - start, _MAX_ROWS)
+        size = 1 << (rows - 1).bit_length()
+        chunk = params[start * width : (start + rows) * width]
+        if size > rows:
+            chunk = [*chunk, *_PADDING[: (size - rows) * width]]
+        db.execute(sql[size], chunk)
 
 
 class SQLiteQueueStore(QueueStore):
@@ -109,8 +138,8 @@ class SQLiteQueueStore(QueueStore):
         self.lock_timeout = lock_timeout
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError("synchronous must be one of %s" % ", ".join(_SYNC_MODES))
-        self._adds: dict[bytes, tuple[int, StoredJob]] = {}
-        self._removes: set[int] = set()
+        self._rows: list[object] = []
+        self._removes: list[int] = []
         self._attempts: dict[int, int] = {}
         self._seqs: dict[bytes, int] = {}
         self._next_seq = 1
@@ -167,9 +196,13 @@ class SQLiteQueueStore(QueueStore):
         problems = [r[0] for r in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError("integrity check failed: %s" % "; ".join(problems[:3]))
-        for seq, handle in db.execute("SELECT seq, handle FROM jobs"):
-            if not isinstance(handle, bytes) or handle in self._seqs:
-                raise sqlite3.DatabaseError("malformed or duplicate job handle %r" % (handle,))
+        for seq, blob in db.execute("SELECT seq, job FROM jobs"):
+            try:
+                handle = _unpack(blob, 0).handle
+            except ValueError as e:
+                raise sqlite3.DatabaseError("job %r: %s" % (seq, e)) from e
+            if handle in self._seqs:
+                raise sqlite3.DatabaseError("duplicate job handle %r" % (handle,))
             self._seqs[handle] = seq
             self._next_seq = max(self._next_seq, seq + 1)
 
@@ -182,58 +215,71 @@ class SQLiteQueueStore(QueueStore):
     # -- QueueStore ----------------------------------------------------
 
     def add(self, job: StoredJob) -> None:
-        seq = self._seqs.get(job.handle)
-        if seq is None:
-            seq = self._seqs[job.handle] = self._next_seq
-            self._next_seq += 1
-        self._adds[job.handle] = (seq, job)
+        handle = job.handle
+        seq = self._seqs.setdefault(handle, self._next_seq)
+        if seq == self._next_seq:
+            self._next_seq = seq + 1
+        name = job.name
+        unique = job.unique
+        when = job.when
+        head = _pack_head(
+            (unique is None) | (when is not None) << 1,  # _NO_UNIQUE, _SCHEDULED
+            job.precedence,
+            when or 0.0,
+            len(handle),
+            len(name),
+            0 if unique is None else len(unique),
+        )
+        blob = b"".join((head, handle, name, unique or b"", job.arguments))
+        self._rows += (seq, job.attempts, blob)
 
     def remove(self, handle: bytes) -> None:
         seq = self._seqs.pop(handle, None)
-        if seq is None:
-            return
-        self._attempts.pop(seq, None)
-        if self._adds.pop(handle, None) is None:
-            self._removes.add(seq)
+        if seq is not None:
+            self._attempts.pop(seq, None)
+            self._removes.append(seq)
 
     def retried(self, handle: bytes, attempts: int) -> None:
-        pending = self._adds.get(handle)
-        if pending is not None:
-            self._adds[handle] = (pending[0], replace(pending[1], attempts=attempts))
-        elif handle in self._seqs:
-            self._attempts[self._seqs[handle]] = attempts
+        seq = self._seqs.get(handle)
+        if seq is not None:
+            self._attempts[seq] = attempts
 
     @property
     def pending(self) -> bool:
         """True if there are changes :meth:`flush` has not written yet."""
-        return bool(self._adds or self._removes or self._attempts or self._failed)
+        return bool(self._rows or self._removes or self._attempts or self._failed)
 
     def _take(self) -> list[_Batch]:
         """Hand the buffered changes (after any that failed before) to a writer."""
         batches = self._failed
-        if self._adds or self._removes or self._attempts:
-            batches.append((self._adds, self._removes, self._attempts))
-            self._adds, self._removes, self._attempts = {}, set(), {}
+        if self._rows or self._removes or self._attempts:
+            batches.append((self._rows, self._removes, self._attempts))
+            self._rows, self._removes, self._attempts = [], [], {}
         self._failed = []
         return batches
 
-    def _write(self, batches: list[_Batch]) -> None:
+    def _write(self, batches: list[_Batch], *, begin: bool = True, commit: bool = True) -> None:
         """Apply ``batches`` in order in one transaction (any thread, one at a time).
 
-        On failure they are kept, to be written first by the next flush.
+        ``begin`` opens the transaction and applies the changes, ``commit``
+        commits it: :meth:`flush_async` does the two on different threads.
+        On failure the transaction is rolled back and ``batches`` are kept,
+        to be written first by the next flush.
         """
         db = self.db
         try:
-            db.execute("BEGIN")
             try:
-                for adds, removes, attempts in batches:
-                    if adds:
-                        _insert(db, adds.values())
-                    if removes:
-                        _chunked(db, _DELETE + "(", "?", ")", 1, list(removes))
-                    if attempts:
-                        db.executemany(_UPDATE, [(n, h) for h, n in attempts.items()])
-                db.execute("COMMIT")
+                if begin:
+                    db.execute("BEGIN")
+                    for rows, removes, attempts in batches:
+                        if rows:
+                            _chunked(db, _INSERT, rows, 3)
+                        if removes:
+                            _chunked(db, _DELETE, removes, 1)
+                        if attempts:
+                            db.executemany(_UPDATE, [(n, h) for h, n in attempts.items()])
+                if commit:
+                    db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -265,10 +311,14 @@ class SQLiteQueueStore(QueueStore):
     def flush_async(self, done: Callable[[BaseException | None], None]) -> bool:
         """Commit the buffered changes on a writer thread; ``done(error)`` runs there.
 
-        While SQLite commits (it releases the GIL), the event loop goes on
-        reading the next jobs, which makes the next batch larger: group
-        commit. The server starts one at a time and writes the held replies
-        only when ``done`` reports success.
+        The rows are written into the transaction here, on the event loop
+        (SQLite's in-memory work: handing it to the writer thread would cost
+        a wait for the GIL, which the busy loop holds for milliseconds, after
+        every statement); the writer thread only commits, which is where the
+        disk sync is. While it does, the event loop goes on reading the next
+        jobs, which makes the next batch larger: group commit. The server
+        starts one at a time and writes the held replies only when ``done``
+        reports success (here, at once, if writing the rows failed).
         """
         if self._inflight is not None and not self._inflight.done():
             raise RuntimeError("a flush is already in flight")
@@ -276,9 +326,19 @@ class SQLiteQueueStore(QueueStore):
         if not self.pending:
             return False
         batches = self._take()
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, "geard-queue-file")
-        future = self._executor.submit(self._write, batches)
+        try:
+            self._write(batches, commit=False)
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(1, "geard-queue-file")
+            future = self._executor.submit(self._write, batches, begin=False)
+        except Exception as e:
+            db = self._db
+            if db is not None and db.in_transaction:  # rows in, but no writer took the commit
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                self._failed = batches + self._failed
+            done(e)
+            return True
         self._inflight = future
         future.add_done_callback(lambda f: done(f.exception()))
         return True
@@ -286,27 +346,10 @@ class SQLiteQueueStore(QueueStore):
     def load(self) -> Iterable[StoredJob]:
         """Return every stored job in submission order (FIFO survives)."""
         self.flush()
-        jobs: list[StoredJob] = []
         try:
-            for handle, name, unique, precedence, payload, run_at, attempts in self.db.execute(
-                _SELECT
-            ):
-                if not isinstance(handle, bytes) or not isinstance(name, bytes):
-                    raise QueueStoreError("queue file %s: malformed row %r" % (self.path, handle))
-                jobs.append(
-                    StoredJob(
-                        handle,
-                        name,
-                        bytes(unique) if unique is not None else None,
-                        bytes(payload),
-                        int(precedence),
-                        float(run_at) if run_at is not None else None,
-                        int(attempts),
-                    )
-                )
+            return [_unpack(blob, int(attempts)) for _, attempts, blob in self.db.execute(_SELECT)]
         except (sqlite3.Error, TypeError, ValueError) as e:
             raise QueueStoreError("cannot read queue file %s: %s" % (self.path, e)) from e
-        return jobs
 
     def close(self) -> None:
         """Flush what is buffered, checkpoint the WAL and close the file."""
