@@ -477,11 +477,27 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
             r["fg jobs/s with idle"] = await guard(foreground(server.port, args.duration), limit)
             cpu, wall = server.cpu() - cpu0, time.monotonic() - started
             r["fg jobs/server-CPU-s with idle"] = per_cpu(r["fg jobs/s with idle"], wall, cpu)
+            plain, idle = r["fg jobs/s"], r["fg jobs/s with idle"]
+            if isinstance(plain, float) and isinstance(idle, float) and plain:
+                r["fg with idle / without"] = idle / plain
             for peer in peers:
                 peer.close()
         finally:
             server.stop()
     return result
+
+
+def median_of(values: list[float | str | None]) -> float | str:
+    """Median of the rounds' numbers; for a text cell, the worst round's."""
+    numbers = [v for v in values if isinstance(v, float)]
+    if numbers:
+        return statistics.median(numbers)
+    texts = [v for v in values if isinstance(v, str)]
+    return (
+        min(texts, key=lambda t: float(t.split("/")[0]) if t[0].isdigit() else 0.0)
+        if texts
+        else "-"
+    )
 
 
 def fmt(value: float | str) -> str:
@@ -501,33 +517,49 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=1000)
     parser.add_argument("--queued", type=int, default=100_000)
     parser.add_argument("--idle", type=int, default=5000, help="idle connections (0 to skip)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every server in turn; medians are shown"
+    )
     args = parser.parse_args()
     gc.set_threshold(100_000, 50, 1000)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     names = args.servers.split(",")
-    results: dict[str, Result] = {}
+    rounds: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for server in make_servers(names, Path(tmp)):
-            print("benchmarking %s ..." % server.name, file=sys.stderr, flush=True)
-            results[server.name] = asyncio.run(run_server(server, args))
+        servers = make_servers(names, Path(tmp))
+        # Every server once per round, in turn: a slow spell of a shared
+        # machine then hits all of them, and medians of paired ratios hold.
+        for number in range(1, args.rounds + 1):
+            for server in servers:
+                print(
+                    "round %d/%d: %s ..." % (number, args.rounds, server.name),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                rounds.setdefault(server.name, []).append(asyncio.run(run_server(server, args)))
 
-    columns = list(results)
-    rows = list(next(iter(results.values())).values)
+    columns = list(rounds)
+    rows = list(rounds[columns[0]][0].values)
     others = [c for c in columns if not c.startswith("geard")]
     mine = [c for c in columns if c.startswith("geard")]
     header = ["metric", *columns] + ["%s/%s" % (m, o.split()[0]) for m in mine for o in others]
     lines = [header]
     for row in rows:
-        line = [row] + [fmt(results[c].values.get(row, "-")) for c in columns]
+        line = [row] + [fmt(median_of([r.values.get(row) for r in rounds[c]])) for c in columns]
         for m in mine:
             for other in others:
-                a, b = results[m].values.get(row), results[other].values.get(row)
-                ratio = "-"
-                if isinstance(a, float) and isinstance(b, float) and b:
-                    ratio = "%.2fx" % (a / b)
-                line.append(ratio)
+                paired = [
+                    a / b
+                    for a, b in zip(
+                        [r.values.get(row) for r in rounds[m]],
+                        [r.values.get(row) for r in rounds[other]],
+                        strict=True,
+                    )
+                    if isinstance(a, float) and isinstance(b, float) and b
+                ]
+                line.append("%.2fx" % statistics.median(paired) if paired else "-")
         lines.append(line)
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = []
@@ -540,13 +572,15 @@ def main() -> None:
     print("\n".join(out))
     print(
         "\n%s, %d CPUs, python %s; geard: stock asyncio loop; "
-        "fg: 16 clients x 8 in flight, 16 workers, %.0fs; "
-        "ratios: ours / peer (for latency, bytes and CPU-s lower is better)"
+        "fg: 16 clients x 8 in flight, 16 workers, %.0fs; %d rounds: medians, and "
+        "ratios are medians of the ratios within each round "
+        "(ours / peer; for latency, bytes and CPU-s lower is better)"
         % (
             os.uname().sysname,
             os.cpu_count() or 0,
             sys.version.split()[0],
             args.duration,
+            args.rounds,
         )
     )
 
