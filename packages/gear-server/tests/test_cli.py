@@ -19,6 +19,7 @@ from fixtures.peers import reaped
 from fixtures.servers import free_port, wait_for_port
 from fixtures.tls import client_context, geard_tls_flags
 from gear import constants as C
+from gear.codec import encode_packet
 from gear.server import __version__
 from gear.tls import check_tls_files
 
@@ -139,6 +140,9 @@ def test_statsd_from_environment() -> None:
         proc, port = foreground(env=env)
         try:
             with RawGearman(port) as conn:
+                # Refused packets (RES magic, unknown type) are not counted.
+                conn.send_raw(encode_packet(C.RES, C.WORK_COMPLETE, b"H:x\0r"))
+                conn.expect(C.ERROR)
                 conn.send(C.SUBMIT_JOB_BG, b"f\0\0x")
                 conn.expect(C.JOB_CREATED)
             lines: set[bytes] = set()
@@ -148,6 +152,7 @@ def test_statsd_from_environment() -> None:
             ):
                 assert time.monotonic() < deadline, lines
                 lines.update(udp.recv(4096).splitlines())
+            assert not [line for line in lines if b"WORK_COMPLETE" in line]
         finally:
             proc.terminate()
             proc.wait(15)

@@ -957,9 +957,9 @@ class Server:
     def _frame(self, conn: GeardConnection, magic: bytes, ptype: int, payload: bytes) -> None:
         if conn.closed:
             return
-        if self._trace:
-            self._trace_frame(conn, ptype, payload)
         handler = self._dispatch.get(ptype)
+        if self._trace:
+            self._trace_frame(conn, ptype, payload, handler is not None and magic == _REQ)
         if handler is None or magic != _REQ:
             self._unexpected(conn, magic, ptype)
             return
@@ -971,7 +971,9 @@ class Server:
             self.log.exception("Error handling %s from %s", C.types.get(ptype), conn.host)
             self._protocol_error(conn, b"SERVER_ERROR", "internal server error")
 
-    def _trace_frame(self, conn: GeardConnection, ptype: int, payload: bytes) -> None:
+    def _trace_frame(
+        self, conn: GeardConnection, ptype: int, payload: bytes, accepted: bool
+    ) -> None:
         """Debug log and statsd count of one packet (off the fast path)."""
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug(
@@ -981,7 +983,7 @@ class Server:
                 C.types.get(ptype, ptype),
                 len(payload),
             )
-        if self.statsd is not None and ptype in self._dispatch:
+        if self.statsd is not None and accepted:
             counts = self._packet_counts
             counts[ptype] = counts.get(ptype, 0) + 1
 
