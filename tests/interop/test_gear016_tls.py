@@ -22,6 +22,7 @@ import pytest
 
 import gear
 from fixtures.certs import Certs
+from fixtures.gear016 import WORKER
 from fixtures.geard import Geard
 from fixtures.peers import Harness, reaped, serve
 from fixtures.tls import geard_tls
@@ -99,28 +100,6 @@ def stop(proc: Any) -> str:
     return str(err)
 
 
-# A 0.16 TLS worker: argv port key cert ca count. Prints its TLS version once
-# connected, then serves ``count`` jobs (WORK_DATA, WORK_STATUS, then
-# WORK_COMPLETE with the reversed argument, or WORK_FAIL for b'fail').
-GEAR016_WORKER = """
-import sys, gear
-port, key, cert, ca, count = sys.argv[1:6]
-w = gear.Worker('w016')
-w.addServer('127.0.0.1', int(port), key, cert, ca)
-w.registerFunction(sys.argv[6] if len(sys.argv) > 6 else 'rev016')
-w.waitForServer(15)
-print(w.active_connections[0].conn.version(), flush=True)
-for _ in range(int(count)):
-    job = w.getJob()
-    job.sendWorkData(b'chunk')
-    job.sendWorkStatus(1, 2)
-    if job.arguments == b'fail':
-        job.sendWorkFail()
-    else:
-        job.sendWorkComplete(job.arguments[::-1])
-w.shutdown()
-"""
-
 # A 0.16 TLS client: argv port key cert ca, then function:argument pairs.
 # Submits each (foreground), records GearmanError instead of a handle, polls
 # for completion and prints one JSON document with the results, its TLS
@@ -168,7 +147,7 @@ c.shutdown()
 def test_gear016_tls_worker_serves_our_tls_client(
     tls_geard: Geard, certs: Certs, gear016: Any, ours: Callable[..., Any]
 ) -> None:
-    proc = gear016.start(GEAR016_WORKER, str(tls_geard.port), *tls_args(certs, "w016"), "3")
+    proc = gear016.start(WORKER, str(tls_geard.port), "3", "rev016", *tls_args(certs, "w016"))
     with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         client = ours(gear.Client, "ours-client", tls_geard)
@@ -221,7 +200,7 @@ def test_gear016_tls_client_submits_to_our_tls_worker(
 def test_gear016_tls_client_and_worker_through_our_geard(
     tls_geard: Geard, certs: Certs, gear016: Any
 ) -> None:
-    proc = gear016.start(GEAR016_WORKER, str(tls_geard.port), *tls_args(certs, "w016"), "2")
+    proc = gear016.start(WORKER, str(tls_geard.port), "2", "rev016", *tls_args(certs, "w016"))
     with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         out = gear016.run(
@@ -325,9 +304,7 @@ def test_gear016_acl_invoke_denied(
 def test_our_tls_client_with_gear016_worker_under_acl(
     acl_geard: Geard, certs: Certs, gear016: Any, ours: Callable[..., Any]
 ) -> None:
-    proc = gear016.start(
-        GEAR016_WORKER, str(acl_geard.port), *tls_args(certs, "w016"), "1", "acl-rev"
-    )
+    proc = gear016.start(WORKER, str(acl_geard.port), "1", "acl-rev", *tls_args(certs, "w016"))
     with reaped(proc):
         assert ready(proc) == "TLSv1.2"
         client = ours(gear.Client, "ours-client", acl_geard)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.gear016 import WORKER
 from fixtures.peers import Harness, reaped, serve
 from fixtures.servers import require_tool
 
@@ -117,27 +118,8 @@ def test_gearman_cli_worker_serves_our_client(gearmand: Any, client: Any) -> Non
         assert proc.wait(T) == 0
 
 
-GEAR016_WORKER = """
-import sys, gear
-w = gear.Worker('gear016-worker')
-w.addServer('127.0.0.1', int(sys.argv[1]))
-w.registerFunction('rev016')
-w.waitForServer()
-print('ready', flush=True)
-for _ in range(int(sys.argv[2])):
-    job = w.getJob()
-    job.sendWorkData(b'chunk')
-    job.sendWorkStatus(1, 2)
-    if job.arguments == b'fail':
-        job.sendWorkFail()
-    else:
-        job.sendWorkComplete(job.arguments[::-1])
-w.shutdown()
-"""
-
-
 def test_gear016_worker_serves_our_client(gearmand: Any, client: Any, gear016: Any) -> None:
-    proc = gear016.start(GEAR016_WORKER, str(gearmand.port), "4")
+    proc = gear016.start(WORKER, str(gearmand.port), "4", "rev016")
     with reaped(proc):
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"

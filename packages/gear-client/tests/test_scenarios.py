@@ -513,10 +513,7 @@ def test_hooks_run_on_poll_thread(server: Any, harness: Any) -> None:
 
     worker = harness.worker(server, functions=("reverse",))
     harness.serve(worker, reverse)
-    client = Recording("rec")
-    harness.objects.append(client)
-    client.addServer(server.host, server.port)
-    client.waitForServer(T)
+    client = harness.connect(Recording, server, client_id="rec", timeout=T)
     job = gear.Job("reverse", b"ab")
     client.submitJob(job)
     assert job.wait(T)
@@ -534,10 +531,7 @@ def test_hook_exception_does_not_drop_connection(server: Any, harness: Any) -> N
 
     worker = harness.worker(server, functions=("hook",))
     harness.serve(worker, handler)
-    client = Broken("broken")
-    harness.objects.append(client)
-    client.addServer(server.host, server.port)
-    client.waitForServer(T)
+    client = harness.connect(Broken, server, client_id="broken", timeout=T)
     job = gear.Job("hook", b"")
     client.submitJob(job)
     assert job.wait(T)
@@ -553,11 +547,8 @@ def test_disconnect_ends_waits(server: Any, harness: Any) -> None:
             disconnected.append(job)
             return super().handleDisconnect(job)
 
-    client = Watching("watch")
-    client.reconnect_delay = 0.05
-    harness.objects.append(client)
-    client.addServer(server.host, server.port)
-    client.waitForServer(T)
+    client = harness.connect(Watching, server, client_id="watch", timeout=T)
+    assert client.reconnect_delay == 0.05
     job = gear.Job("nobody", b"")
     client.submitJob(job)
     server.stop()
@@ -576,10 +567,7 @@ def test_report_timing_stats_hook(server: Any, harness: Any) -> None:
 
     worker = harness.worker(server, functions=("reverse",))
     harness.serve(worker, reverse)
-    client = Timed("timed")
-    harness.objects.append(client)
-    client.addServer(server.host, server.port)
-    client.waitForServer(T)
+    client = harness.connect(Timed, server, client_id="timed", timeout=T)
     job = gear.Job("reverse", b"ab")
     client.submitJob(job)
     assert job.wait(T)
