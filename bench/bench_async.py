@@ -11,9 +11,9 @@ connection) keeps ``--in-flight`` foreground jobs outstanding (tasks for
 asyncio, threads otherwise) and counts the jobs that finish during
 ``--duration`` seconds after a one-second warm-up. Client and worker are
 separate processes so neither face's GIL slows the other. gear 0.16.0 is
-installed from PyPI into its own venv under /tmp (shared with
-bench_server.py) and runs the same threaded code as ours; its client has no
-``job.wait``, so both threaded runs wake the waiting thread from a
+installed from PyPI into its own venv, ``.venv-bench-gear016`` (shared with
+the other benchmarks), and runs the same threaded code as ours; its client
+has no ``job.wait``, so both threaded runs wake the waiting thread from a
 ``handleWorkComplete`` override. CPU is the client plus worker processes'
 user+system seconds per job.
 
@@ -30,7 +30,6 @@ import argparse
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
-GEAR016_VENV = Path("/tmp/gear016-bench-venv")
+from _support import HOST, cpu_seconds, free_port, gear016_python, wait_port
+
 PAYLOAD = b"x" * 100
 
 
@@ -166,36 +165,6 @@ def report(done: int, duration: float) -> None:
 # -- driver -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("gearmand did not listen on %d" % port)
-
-
-def ensure_gear016() -> Path:
-    python = GEAR016_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(GEAR016_VENV)], check=True)
-        subprocess.run([str(GEAR016_VENV / "bin" / "pip"), "install", "-q", "gear==0.16.0"])
-    return python
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 NODELAY_PATCH = """
 import socket
 _connect = socket.socket.connect
@@ -278,7 +247,7 @@ def main() -> None:
     )
     try:
         wait_port(port)
-        gear016 = str(ensure_gear016())
+        gear016 = str(gear016_python())
         patch_dir = tempfile.mkdtemp(prefix="gear016-nodelay-")
         Path(patch_dir, "sitecustomize.py").write_text(NODELAY_PATCH)
         faces = [

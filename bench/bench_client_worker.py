@@ -26,9 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _support import REPO as ROOT, free_port, gear016_python
 
 WORKER = r"""
 import os, sys, gear
@@ -105,21 +104,6 @@ t1 = os.times()
 print(elapsed, (t1.user + t1.system) - (t0.user + t0.system), per * nclients, flush=True)
 os._exit(0)
 """
-
-
-def gear016_python() -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fixtures.gear016 import make_venv
-
-    return make_venv(ROOT / ".venv-bench-gear016")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_side(

@@ -34,35 +34,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from _support import cpu_seconds, free_port, wait_port
+
 HEADER = struct.Struct("!4sII")
 SUBMIT_JOB_BG = 18
 JOB_CREATED = 8
 PAYLOAD = b"x" * 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited with %s" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("server never listened on %d" % port)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def client(port: int, tag: int, count: int, window: int, start: mp.synchronize.Event) -> None:

@@ -6,9 +6,12 @@ Run on demand (never by the test suite)::
 
 Each server is started in turn on 127.0.0.1 and driven by the same raw-socket
 asyncio load generator (gear-core's codec, pipelined writes). gear 0.16.0 is
-installed from PyPI into its own venv under /tmp by this script and run with
+installed from PyPI into its own venv (``.venv-bench-gear016``) and run with
 a WARNING log config (its best case; its default ``-d`` logs every packet at
 DEBUG). ``gearmand`` runs with ``-t 0``, its fastest setting on 2 cores.
+``--servers floor`` (and ``floor-uvloop``) adds ``floor_server.py``: the
+least a Python asyncio server can do per packet, to tell geard's own costs
+from the interpreter's and the event loop's.
 
 Scenarios: foreground jobs/s (many clients and workers, jobs in flight);
 serial round-trip latency (one job in flight); background enqueue jobs/s
@@ -36,14 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _support import HOST, REPO, cpu_seconds, free_port, gear016_python, wait_port
+
 from gear import constants as C
 from gear.codec import Decoder, Frame, encode_packet
 
-GEAR016_VENV = Path("/tmp/gear016-bench-venv")
 UVLOOP_VENV = Path("/tmp/geard-uvloop-bench-venv")
-REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 GRAB = encode_packet(C.REQ, C.GRAB_JOB_UNIQ)
@@ -56,39 +57,6 @@ def pkt(ptype: int, data: bytes = b"") -> bytes:
 
 # --------------------------------------------------------------------------
 # servers
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited with %s" % proc.returncode)
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not listen on %d" % port)
-
-
-def ensure_gear016() -> Path:
-    geard = GEAR016_VENV / "bin" / "geard"
-    if not geard.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(GEAR016_VENV)], check=True)
-        subprocess.run(
-            [str(GEAR016_VENV / "bin" / "pip"), "install", "-q", "gear==0.16.0"], check=True
-        )
-    return geard
 
 
 def ensure_uvloop_geard() -> Path:
@@ -130,8 +98,7 @@ class ServerProcess:
 
     def cpu(self) -> float:
         assert self.proc is not None
-        fields = Path("/proc/%d/stat" % self.proc.pid).read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_seconds(self.proc.pid)
 
     def rss(self) -> int:
         assert self.proc is not None
@@ -164,6 +131,16 @@ def make_servers(names: list[str], tmp: Path) -> list[ServerProcess]:
                                           "--listen-address", HOST, "--log-config", str(quiet)],
                 )
             )  # fmt: skip
+        elif name in ("floor", "floor-uvloop"):
+            python = str(ensure_uvloop_geard()) if name == "floor-uvloop" else sys.executable
+            extra = ["--uvloop"] if name == "floor-uvloop" else []
+            servers.append(
+                ServerProcess(
+                    "py floor" + ("+uvloop" if extra else ""),
+                    lambda p, py=python, extra=extra: [py, str(REPO / "bench" / "floor_server.py"),
+                                                       "--port", str(p), "--host", HOST, *extra],
+                )
+            )  # fmt: skip
         elif name == "gearmand":
             exe = shutil.which("gearmand") or "/usr/sbin/gearmand"
             servers.append(
@@ -175,7 +152,7 @@ def make_servers(names: list[str], tmp: Path) -> list[ServerProcess]:
                 )
             )  # fmt: skip
         elif name == "gear016":
-            exe016 = str(ensure_gear016())
+            exe016 = str(gear016_python().parent / "geard")
             servers.append(
                 ServerProcess(
                     "gear 0.16.0",
@@ -512,7 +489,11 @@ def fmt(value: float | str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", default="geard,geard-uvloop,gearmand,gear016")
+    parser.add_argument(
+        "--servers",
+        default="geard,geard-uvloop,gearmand,gear016",
+        help="comma-separated: geard, geard-uvloop, gearmand, gear016, floor, floor-uvloop",
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
     parser.add_argument("--latency-jobs", type=int, default=1000)
     parser.add_argument("--queued", type=int, default=100_000)
@@ -542,8 +523,8 @@ def main() -> None:
 
     columns = list(rounds)
     rows = list(rounds[columns[0]][0].values)
-    others = [c for c in columns if not c.startswith("geard")]
-    mine = [c for c in columns if c.startswith("geard")]
+    mine = [c for c in columns if c.startswith(("geard", "py floor"))]
+    others = [c for c in columns if c not in mine]
     header = ["metric", *columns] + ["%s/%s" % (m, o.split()[0]) for m in mine for o in others]
     lines = [header]
     for row in rows:
