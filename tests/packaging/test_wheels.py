@@ -114,3 +114,50 @@ def test_everything_installed_gives_every_name(tmp_path: Path, wheels: dict[str,
             getattr(gear, name)
         """,
     )
+
+
+def test_uvloop_extra_puts_the_server_on_uvloop(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    """``gear-server[uvloop]`` installs uvloop (from PyPI) and the server then runs on it."""
+    python = _venv_with(tmp_path, wheels, DISTRIBUTIONS)
+    extra = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "%s[uvloop]" % wheels["gear-server"]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert extra.returncode == 0, "pip could not install gear-server[uvloop]:\n" + extra.stderr
+    out = _run(
+        python,
+        """
+        import threading, gear
+
+        server = gear.Server(0, host="127.0.0.1")
+        try:
+            print(type(server.loop).__module__.split(".")[0])
+            worker = gear.Worker("w")
+            worker.addServer("127.0.0.1", server.port)
+            worker.registerFunction("reverse")
+            worker.waitForServer(10)
+
+            def work():
+                job = worker.getJob()
+                job.sendWorkComplete(job.arguments[::-1])
+
+            thread = threading.Thread(target=work)
+            thread.start()
+            client = gear.Client("c")
+            client.addServer("127.0.0.1", server.port)
+            client.waitForServer(10)
+            job = gear.Job(b"reverse", b"uvloop")
+            client.submitJob(job)
+            assert job.wait(10), "no result within 10 s"
+            thread.join(10)
+            print(job.data[0].decode())
+            client.shutdown()
+            worker.shutdown()
+        finally:
+            server.shutdown()
+        """,
+    )
+    assert out.split() == ["uvloop", "poolvu"]

@@ -72,7 +72,7 @@ def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
         assert proc.wait(15) == 0
     assert proc.stderr is not None
     log = proc.stderr.read().decode()
-    assert "INFO gear.Server: Listening on 127.0.0.1 port %d" % port in log
+    assert "INFO gear.Server: Listening on 127.0.0.1 port %d (asyncio event loop)" % port in log
     assert "Shutting down" in log and "geard exited" in log
     assert "SUBMIT_JOB" not in log
 
@@ -189,6 +189,9 @@ def test_tls_and_acl_file(tmp_path: Path, certs: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+    assert proc.stderr is not None
+    log = proc.stderr.read().decode()
+    assert "Listening on 127.0.0.1 port %d (TLS, asyncio event loop)" % port in log
 
 
 def test_bad_acl_file_fails_to_start(tmp_path: Path) -> None:

@@ -503,10 +503,11 @@ class Server:
             self._restore(self.queue_store)
         self.loop.call_later(1.0, self._tick)
         self.log.info(
-            "Listening on %s port %s%s",
+            "Listening on %s port %s (%s%s event loop)",
             self.socket.getsockname()[0],
             self.port,
-            " (TLS)" if self.use_ssl else "",
+            "TLS, " if self.use_ssl else "",
+            "uvloop" if type(self.loop).__module__.startswith("uvloop") else "asyncio",
         )
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
