@@ -144,7 +144,7 @@ def test_uvloop_extra_puts_the_server_on_uvloop(tmp_path: Path, wheels: dict[str
                 job = worker.getJob()
                 job.sendWorkComplete(job.arguments[::-1])
 
-            thread = threading.Thread(target=work)
+            thread = threading.Thread(target=work, daemon=True)
             thread.start()
             client = gear.Client("c")
             client.addServer("127.0.0.1", server.port)
