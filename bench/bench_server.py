@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,9 @@ def pkt(ptype: int, data: bytes = b"") -> bytes:
 # servers
 
 
+@cache
 def ensure_uvloop_geard() -> Path:
-    """A venv with uvloop and this checkout's gear-server (reinstalled each run)."""
+    """A venv with uvloop and this checkout's gear-server (reinstalled once per run)."""
     python = UVLOOP_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(UVLOOP_VENV)], check=True)
