@@ -16,7 +16,15 @@ from gear.codec import (
     join_arguments,
     split_arguments,
 )
-from gear.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from gear.errors import (
+    BadMagicError,
+    InvalidArgumentsError,
+    LineTooLongError,
+    LocalProtocolError,
+    PacketTooLargeError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 
 ALL_TYPES = sorted(constants.types)
 
@@ -260,3 +268,34 @@ def test_mutated_streams_only_raise_protocol_errors(data: st.DataObject) -> None
         assert decoder.buffered <= 256 + 12
     except ProtocolError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("chunks", "error", "code"),
+    [
+        ([b"\x00XYZ" + b"\x00" * 8], BadMagicError, "BAD_MAGIC"),
+        ([b"\x00RQ"], BadMagicError, "BAD_MAGIC"),
+        (
+            [constants.REQ + struct.pack("!II", constants.SUBMIT_JOB, 0xFFFFFFFF)],
+            PacketTooLargeError,
+            "PACKET_TOO_LARGE",
+        ),
+        ([b"status" + b" " * 20000, b" " * 60000], LineTooLongError, "LINE_TOO_LONG"),
+    ],
+)
+def test_decoder_errors_are_typed_with_a_code(
+    chunks: list[bytes], error: type[RemoteProtocolError], code: str
+) -> None:
+    decoder = Decoder()
+    with pytest.raises(error) as caught:
+        for chunk in chunks:
+            decoder.receive(chunk)
+    assert caught.value.code == code
+    with pytest.raises(error):
+        decoder.receive(b"")
+
+
+def test_missing_arguments_have_the_invalid_arguments_code() -> None:
+    with pytest.raises(InvalidArgumentsError) as caught:
+        split_arguments(constants.SUBMIT_JOB, b"fn")
+    assert caught.value.code == "INVALID_ARGUMENTS"

@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from gear import constants
-from gear.errors import LocalProtocolError, RemoteProtocolError
+from gear.errors import (
+    BadMagicError,
+    InvalidArgumentsError,
+    LineTooLongError,
+    LocalProtocolError,
+    PacketTooLargeError,
+    RemoteProtocolError,
+)
 
 __all__ = [
     "HEADER_SIZE",
@@ -170,11 +177,15 @@ class Decoder:
                         break
                     magic, ptype, size = _HEADER.unpack_from(buf, pos)
                     if magic not in _MAGICS:
-                        self._fail(f"bad packet magic {magic!r}: expected \\0REQ or \\0RES")
+                        self._fail(
+                            BadMagicError(f"bad packet magic {magic!r}: expected \\0REQ or \\0RES")
+                        )
                     if size > self.max_packet_size:
                         self._fail(
-                            f"packet type {ptype} declares a {size}-byte payload, over "
-                            f"the limit of {self.max_packet_size} bytes"
+                            PacketTooLargeError(
+                                f"packet type {ptype} declares a {size}-byte payload, over "
+                                f"the limit of {self.max_packet_size} bytes"
+                            )
                         )
                     stop = pos + HEADER_SIZE + size
                     if stop > end:
@@ -186,7 +197,10 @@ class Decoder:
                     if newline < 0:
                         if end - pos >= self.max_admin_line:
                             self._fail(
-                                f"admin line longer than the limit of {self.max_admin_line} bytes"
+                                LineTooLongError(
+                                    "admin line longer than the limit of "
+                                    f"{self.max_admin_line} bytes"
+                                )
                             )
                         break
                     start, pos = pos, newline + 1
@@ -206,10 +220,11 @@ class Decoder:
 
     def _check_partial_magic(self, buf: bytes | bytearray, pos: int, avail: int) -> None:
         if not self._partial_magic_ok(buf, pos, avail):
-            self._fail(f"bad packet magic {bytes(buf[pos : pos + 4])!r}: expected \\0REQ or \\0RES")
+            head = bytes(buf[pos : pos + 4])
+            self._fail(BadMagicError(f"bad packet magic {head!r}: expected \\0REQ or \\0RES"))
 
-    def _fail(self, message: str) -> None:
-        self._error = RemoteProtocolError(message)
+    def _fail(self, error: RemoteProtocolError) -> NoReturn:
+        self._error = error
         self._buffer = bytearray()
         raise self._error
 
@@ -236,8 +251,9 @@ def join_arguments(*arguments: bytes | bytearray) -> bytes:
 def split_arguments(ptype: int, data: bytes) -> list[bytes]:
     """Split a payload into exactly the arguments its packet type carries.
 
-    Raises :class:`~gear.errors.RemoteProtocolError` if there are too few
-    (a missing argument) and for types whose argument count is unknown.
+    Raises :class:`~gear.errors.InvalidArgumentsError` if there are too few
+    (a missing argument), and :class:`~gear.errors.RemoteProtocolError` for
+    types whose argument count is unknown.
     """
     count = constants.ARGUMENT_COUNTS.get(ptype)
     if count is None:
@@ -247,5 +263,7 @@ def split_arguments(ptype: int, data: bytes) -> list[bytes]:
     parts = data.split(b"\x00", count - 1)
     if len(parts) != count:
         name = constants.types[ptype]
-        raise RemoteProtocolError(f"{name} needs {count} NUL-separated arguments, got {len(parts)}")
+        raise InvalidArgumentsError(
+            f"{name} needs {count} NUL-separated arguments, got {len(parts)}"
+        )
     return parts

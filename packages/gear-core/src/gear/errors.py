@@ -11,6 +11,7 @@ that are not valid Gearman.
 """
 
 import builtins
+from typing import ClassVar
 
 __all__ = [
     "GearmanError",
@@ -26,6 +27,10 @@ __all__ = [
     "ProtocolError",
     "LocalProtocolError",
     "RemoteProtocolError",
+    "BadMagicError",
+    "PacketTooLargeError",
+    "LineTooLongError",
+    "InvalidArgumentsError",
     "JobFailedError",
 ]
 
@@ -82,8 +87,36 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent something that is not valid Gearman.
 
     The connection it came on cannot be trusted to stay in sync and should be
-    closed; other connections are unaffected.
+    closed; other connections are unaffected. ``code`` is the error code a
+    server answers with (the first argument of an ERROR packet), so callers
+    tell errors apart by class or code, never by message text.
     """
+
+    code: ClassVar[str] = "INVALID_ARGUMENTS"
+
+
+class BadMagicError(RemoteProtocolError):
+    """A binary packet started with something other than ``\\0REQ`` or ``\\0RES``."""
+
+    code: ClassVar[str] = "BAD_MAGIC"
+
+
+class PacketTooLargeError(RemoteProtocolError):
+    """A packet header declared a payload over the decoder's limit."""
+
+    code: ClassVar[str] = "PACKET_TOO_LARGE"
+
+
+class LineTooLongError(RemoteProtocolError):
+    """An admin text line ran past the decoder's limit without a newline."""
+
+    code: ClassVar[str] = "LINE_TOO_LONG"
+
+
+class InvalidArgumentsError(RemoteProtocolError):
+    """A packet's payload does not hold the arguments its type needs."""
+
+    code: ClassVar[str] = "INVALID_ARGUMENTS"
 
 
 class JobFailedError(GearmanError):

@@ -30,7 +30,7 @@ from gear import constants as C
 from gear.admin import ServerAdminRequest
 from gear.codec import DEFAULT_MAX_ADMIN_LINE, Decoder
 from gear.connection import set_keepalive
-from gear.errors import RemoteProtocolError
+from gear.errors import LineTooLongError, RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
 from gear.server._version import __version__
@@ -938,14 +938,13 @@ class Server:
         decoder = conn.decoder
         try:
             decoder.process(data, conn.on_frame, conn.on_line)
+        except LineTooLongError as e:
+            self._send(conn, b"ERR LINE_TOO_LONG " + _err_text(str(e)) + b"\n")
+            self.log.info("Protocol error from %s: %s", conn.host, e)
+            self._close(conn)
+            return
         except RemoteProtocolError as e:
-            if "admin line" in str(e):
-                self._send(conn, b"ERR LINE_TOO_LONG " + _err_text(str(e)) + b"\n")
-                self.log.info("Protocol error from %s: %s", conn.host, e)
-                self._close(conn)
-            else:
-                code = b"PACKET_TOO_LARGE" if "limit" in str(e) else b"BAD_MAGIC"
-                self._protocol_error(conn, code, str(e))
+            self._protocol_error(conn, e.code.encode(), str(e))
             return
         if decoder.buffered:
             if conn.partial_since is None:
