@@ -48,6 +48,7 @@ from gear.errors import (
     InterruptedError as InterruptedError,
     InvalidDataError as InvalidDataError,
     NoConnectedServersError as NoConnectedServersError,
+    RemoteError as RemoteError,
     RetryIOError as RetryIOError,
     TimeoutError as TimeoutError,
     UnknownJobError as UnknownJobError,
@@ -61,6 +62,11 @@ from gear.job import (
 )
 from gear.packet import (
     Packet as Packet,
+)
+from gear.payload import (
+    Codec as Codec,
+    JSONCodec as JSONCodec,
+    MsgpackCodec as MsgpackCodec,
 )
 from gear.tasks import (
     OptionReqTask as OptionReqTask,
@@ -82,7 +88,7 @@ except ImportError:
     statsd = None
 
 if TYPE_CHECKING:
-    from gear import acl as acl
+    from gear import acl as acl, testing as testing
     from gear.acl import (
         ACL as ACL,
         ACLEntry as ACLEntry,
@@ -135,13 +141,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ACLEntry": ("gear.acl", "gear-acl"),
     "ACLError": ("gear.acl", "gear-acl"),
 }
-_LAZY_MODULES: dict[str, str] = {"acl": "gear-acl"}
+_LAZY_MODULES: dict[str, str] = {"acl": "gear-acl", "testing": "gear-server"}
 
 _CORE_NAMES = [
     "AdminRequest",
     "BaseBinaryJob",
     "BaseJob",
     "CancelJobAdminRequest",
+    "Codec",
     "ConfigurationError",
     "Connection",
     "ConnectionError",
@@ -149,6 +156,8 @@ _CORE_NAMES = [
     "GearmanError",
     "InterruptedError",
     "InvalidDataError",
+    "JSONCodec",
+    "MsgpackCodec",
     "NoConnectedServersError",
     "NonBlockingConnection",
     "OptionReqTask",
@@ -156,6 +165,7 @@ _CORE_NAMES = [
     "PRECEDENCE_LOW",
     "PRECEDENCE_NORMAL",
     "Packet",
+    "RemoteError",
     "RetryIOError",
     "ServerAdminRequest",
     "ServerConnection",

@@ -32,6 +32,7 @@ __all__ = [
     "LineTooLongError",
     "InvalidArgumentsError",
     "JobFailedError",
+    "RemoteError",
 ]
 
 
@@ -128,3 +129,21 @@ class JobFailedError(GearmanError):
     def __init__(self, message: str, exception: bytes | None = None) -> None:
         super().__init__(message)
         self.exception = exception
+
+
+class RemoteError(JobFailedError):
+    """A worker's handler raised; the job ended with a structured WORK_EXCEPTION.
+
+    ``type_name`` is the remote exception's class (``"ValueError"``,
+    ``"myapp.errors.QuotaExceeded"``) and ``message`` its text; the remote
+    class itself is never imported or rebuilt here. ``exception`` holds the
+    raw payload (see :mod:`gear.payload` for its format).
+    """
+
+    def __init__(self, type_name: str, message: str, exception: bytes | None = None) -> None:
+        super().__init__("%s: %s" % (type_name, message) if message else type_name, exception)
+        self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self) -> tuple[type["RemoteError"], tuple[str, str, bytes | None]]:
+        return type(self), (self.type_name, self.message, self.exception)
