@@ -27,6 +27,7 @@ EXTENSIONS = {
     "AsyncClient",
     "AsyncWorker",
     "Codec",
+    "Hooks",
     "JSONCodec",
     "MsgpackCodec",
     "RemoteError",

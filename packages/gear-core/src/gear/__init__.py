@@ -53,6 +53,9 @@ from gear.errors import (
     TimeoutError as TimeoutError,
     UnknownJobError as UnknownJobError,
 )
+from gear.hooks import (
+    Hooks as Hooks,
+)
 from gear.job import (
     BaseBinaryJob as BaseBinaryJob,
     BaseJob as BaseJob,
@@ -154,6 +157,7 @@ _CORE_NAMES = [
     "ConnectionError",
     "DisconnectError",
     "GearmanError",
+    "Hooks",
     "InterruptedError",
     "InvalidDataError",
     "JSONCodec",
