@@ -1,53 +1,26 @@
 """The gear pytest plugin, used by a test file written as a user would write it.
 
-The file runs in a fresh ``python -m pytest`` in an empty directory, so the
-plugin is found through its ``pytest11`` entry point exactly as in a user's
-project, and pytest-asyncio runs the ``async`` tests.
+The file is the documentation's example (docs/examples/test_resize.py). It
+runs in a fresh ``python -m pytest`` in an empty directory, so the plugin is
+found through its ``pytest11`` entry point exactly as in a user's project,
+and pytest-asyncio runs the ``async`` tests.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-USER_TESTS = """
-import gear
-import gear.testing
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "test_resize.py"
+
+# A user's mistake: the fixtures must not hide a failing assertion.
+MISTAKE = """
 import pytest
 
-
-async def resize(job):
-    width, height = map(int, job.arguments.split(b"x"))
-    return b"%dx%d" % (width // 2, height // 2)
-
-
-@pytest.mark.asyncio
-async def test_resize_halves_the_size(gear_worker, gear_client):
-    async with gear.testing.serving(gear_worker, handlers={"resize": resize}):
-        async with gear_client as client:
-            await client.wait_for_server(10)
-            job = await client.submit("resize", b"640x480")
-            assert await job.result(10) == b"320x240"
-
-
-@pytest.mark.asyncio
-async def test_each_test_gets_an_empty_server(gear_server, gear_client):
-    async with gear_client as client:
-        await client.wait_for_server(10)
-        await client.submit("resize", b"2x2", background=True)
-    assert len(gear_server.server.jobs) == 1
-
-
-def test_threaded_code_uses_the_same_server(gear_server):
-    client = gear.Client("threaded")
-    client.addServer(gear_server.host, gear_server.port)
-    client.waitForServer(10)
-    job = gear.Job(b"resize", b"8x8")
-    client.submitJob(job, background=True)
-    client.shutdown()
-    assert len(gear_server.server.jobs) == 1
+import gear.testing
+from test_resize import resize
 
 
 @pytest.mark.asyncio
@@ -61,7 +34,8 @@ async def test_a_wrong_expectation_fails(gear_worker, gear_client):
 
 
 def test_user_test_file_runs_with_the_plugin_fixtures(tmp_path: Path) -> None:
-    (tmp_path / "test_resize.py").write_text(textwrap.dedent(USER_TESTS))
+    shutil.copy(EXAMPLE, tmp_path / "test_resize.py")
+    (tmp_path / "test_mistake.py").write_text(MISTAKE)
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
     )

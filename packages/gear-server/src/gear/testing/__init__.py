@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import gear
     from gear.server import Server
-    from gear.worker.aio import AsyncWorker, Handler
 
 __all__ = ["InProcessServer", "server", "serving"]
 
 LOOPBACK = "127.0.0.1"
-
-_W = TypeVar("_W", bound="AsyncWorker")
-
 
 class InProcessServer:
     """A geard in this process, listening on a free port of ``host``.
@@ -114,12 +111,12 @@ def _host_port(target: Any) -> tuple[str, int]:
 
 @contextlib.asynccontextmanager
 async def serving(
-    worker: _W,
+    worker: gear.AsyncWorker,
     *servers: Any,
-    handlers: Mapping[str | bytes, Handler] | None = None,
+    handlers: Mapping[str | bytes, Callable[[Any], Awaitable[Any]]] | None = None,
     concurrency: int = 4,
     connect_timeout: float = 10.0,
-) -> AsyncIterator[_W]:
+) -> AsyncIterator[gear.AsyncWorker]:
     """Run ``worker`` for the block, connected to ``servers``; close it afterwards.
 
     ``servers`` are :class:`InProcessServer` objects, ``"host:port"``
