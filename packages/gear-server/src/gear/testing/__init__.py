@@ -29,6 +29,7 @@ __all__ = ["InProcessServer", "server", "serving"]
 
 LOOPBACK = "127.0.0.1"
 
+
 class InProcessServer:
     """A geard in this process, listening on a free port of ``host``.
 
