@@ -138,7 +138,7 @@ def test_unknown_key(tmp_path: Path) -> None:
         load_acl_file(path)
     assert str(info.value) == (
         "ACL file %s, section [w], key 'regsiter': unknown key "
-        "(expected register, invoke or grant)" % path
+        "(expected register, invoke, grant or admin)" % path
     )
 
 
