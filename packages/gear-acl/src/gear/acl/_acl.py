@@ -133,10 +133,7 @@ class ACLEntry:
     def isEmpty(self) -> bool:
         """True if the entry grants nothing and may be dropped (``grant=None`` is kept)."""
         return (
-            self.register is None
-            and self.invoke is None
-            and self.grant is False
-            and not self.admin
+            self.register is None and self.invoke is None and self.grant is False and not self.admin
         )
 
     def canRegister(self, name: str) -> bool:

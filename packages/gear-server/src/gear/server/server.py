@@ -584,7 +584,9 @@ class Server:
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         if isinstance(exc, (ConnectionError, OSError)) or "SSL" in str(context.get("message")):
-            self._log_limited("connection", logging.INFO, "Connection error: %s", context.get("message"))
+            self._log_limited(
+                "connection", logging.INFO, "Connection error: %s", context.get("message")
+            )
             return
         loop.default_exception_handler(context)
 
@@ -704,15 +706,18 @@ class Server:
             sock.close()
             if not isinstance(e, Exception):
                 raise
-            self._log_limited(
-                "handshake",
-                logging.INFO,
-                "Closing %s: %s",
-                conn.host,
-                "TLS handshake timed out"
-                if isinstance(e, (TimeoutError, asyncio.TimeoutError))
-                else "TLS handshake failed: %s" % (e,),
-            )
+            if isinstance(e, (TimeoutError, ConnectionAbortedError)):
+                self._log_limited(
+                    "handshake-timeout",
+                    logging.INFO,
+                    "Closing %s: TLS handshake timed out (%gs)",
+                    conn.host,
+                    self.tls_handshake_timeout,
+                )
+            else:
+                self._log_limited(
+                    "handshake", logging.INFO, "Closing %s: TLS handshake failed: %r", conn.host, e
+                )
         finally:
             self._pending.pop(conn, None)
 
