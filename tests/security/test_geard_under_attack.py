@@ -141,7 +141,7 @@ def test_tls_handshakes_count_toward_the_limit_and_time_out(tmp_path: Path, cert
         try:
             # Eight connections that never send a ClientHello fill the limit
             # (the accept queue is FIFO, so they are taken before this one) ...
-            with pytest.raises((ssl_errors := (OSError, EOFError, TimeoutError))):
+            with pytest.raises((OSError, EOFError, TimeoutError)):
                 echo_once(geard.port, context, timeout=5)
             # ... until their handshake timeout closes them.
             for sock in silent:
@@ -150,7 +150,6 @@ def test_tls_handshakes_count_toward_the_limit_and_time_out(tmp_path: Path, cert
         finally:
             for sock in silent:
                 sock.close()
-        assert ssl_errors
         assert echo_once(geard.port, context) == b"x"
         wait_until(lambda: "TLS handshake timed out" in geard.log_text(), what="no timeout logged")
 

@@ -86,8 +86,9 @@ class ACLEntry:
     newline). ``grant`` allows changing other subjects' entries through the
     admin protocol; ``admin`` allows the admin commands that change the
     server (``shutdown``, ``maxqueue``, ``create function``, ``drop
-    function``, ``cancel job`` on any function), which ``grant`` also allows. Assigning to ``register`` or ``invoke`` compiles the pattern,
-    and an invalid pattern raises :class:`gear.ACLError` and changes nothing.
+    function``, ``cancel job`` on any function), which ``grant`` also
+    allows. Assigning to ``register`` or ``invoke`` compiles the pattern, and
+    an invalid pattern raises :class:`gear.ACLError` and changes nothing.
     """
 
     def __init__(
