@@ -1138,7 +1138,9 @@ class Server:
         conn.transport.close()
 
     def _protocol_error(self, conn: GeardConnection, code: bytes, message: str) -> None:
-        self.log.info("Protocol error from %s: %s", conn.host, message)
+        self._log_limited(
+            "protocol", logging.INFO, "Protocol error from %s: %s", conn.host, message
+        )
         self._send(conn, _packet(C.ERROR, code + b"\x00" + message.encode()))
         self._close(conn)
 
@@ -1245,7 +1247,7 @@ class Server:
         else:
             text = "%s is not a request a server accepts" % name
             code = b"UNEXPECTED_PACKET"
-        self.log.info("From %s: %s", conn.host, text)
+        self._log_limited("unexpected", logging.INFO, "From %s: %s", conn.host, text)
         self.sendError(conn, code, text.encode())
 
     def sendError(self, connection: GeardConnection, code: bytes, text: bytes) -> None:
@@ -1428,7 +1430,9 @@ class Server:
     ) -> None:
         acl = self.acl
         if acl is not None and not acl.canInvoke(conn.ssl_subject, _text(name)):
-            self.log.info("ACL denied %s invoking %r", conn.ssl_subject, name)
+            self._log_limited(
+                "acl", logging.INFO, "ACL denied %s invoking %r", conn.ssl_subject, name[:80]
+            )
             self.sendError(conn, b"0", b"Permission denied by ACL: invoke " + name)
             return
         if self._graceful:
@@ -1637,7 +1641,9 @@ class Server:
     def _add_ability(self, conn: GeardConnection, name: bytes, timeout: float | None) -> None:
         acl = self.acl
         if acl is not None and not acl.canRegister(conn.ssl_subject, _text(name)):
-            self.log.info("ACL denied %s registering %r", conn.ssl_subject, name)
+            self._log_limited(
+                "acl", logging.INFO, "ACL denied %s registering %r", conn.ssl_subject, name[:80]
+            )
             self.sendError(conn, b"0", b"Permission denied by ACL: register " + name)
             return
         fq = conn.abilities.get(name) or self._new_function(name)
@@ -1932,7 +1938,9 @@ class Server:
         check = getattr(acl, "canAdmin", None) or acl.canGrant
         if check(subject):
             return True
-        self.log.info("ACL denied %s the admin command %r", subject, request.command[:80])
+        self._log_limited(
+            "acl", logging.INFO, "ACL denied %s the admin command %r", subject, request.command[:80]
+        )
         self._reply(request, b"ERR PERMISSION_DENIED\n")
         return False
 
