@@ -139,6 +139,7 @@ def fuzz_geard(tmp_path: Path, certs: Certs) -> Iterator[GeardProcess]:
         yield geard
 
 
+@pytest.mark.timeout(180)
 def test_random_input_loses_nothing(fuzz_geard: GeardProcess, certs: Certs) -> None:
     keeper_context = client_context(certs.ca, certs.pair("keeper"))
     with RawGearman(fuzz_geard.port, ssl_context=keeper_context) as keeper:

@@ -439,7 +439,7 @@ class Server:
         self._flush_scheduled = False
         self._partial: set[GeardConnection] = set()
         self._buffered_total = 0
-        self._pending: dict[GeardConnection, asyncio.Task[None] | None] = {}
+        self._pending: dict[GeardConnection, asyncio.Task[None]] = {}
         self._listening = False
         self._accept_retry: asyncio.TimerHandle | None = None
         self._log_state: dict[str, list[Any]] = {}
@@ -796,9 +796,8 @@ class Server:
         self.running = False
         self.log.info("Shutting down")
         self._stop_listening()
-        for task in self._pending.values():
-            if task is not None:
-                task.cancel()
+        for task in list(self._pending.values()):
+            task.cancel()
         if self._committing:  # finish the commit in flight here and now
             self._committing = False
             held, self._held = self._held, {}
