@@ -142,6 +142,14 @@ class Server:
             default=None,
             help="seconds SIGTERM or 'shutdown graceful' waits for running jobs (default: 30)",
         )
+        for flag, kind, text in (
+            ("--tls-handshake-timeout", float, "seconds a TLS handshake may take (default: 10)"),
+            ("--max-partial-total", int, "bytes of unfinished input of all connections (256 MiB)"),
+            ("--max-function-name", int, "longest function name in bytes (default: 512)"),
+            ("--max-unique-id", int, "longest unique id in bytes (default: 64)"),
+            ("--max-client-id", int, "longest client id in bytes (default: 128)"),
+        ):
+            parser.add_argument(flag, type=kind, default=None, help=text)
         parser.add_argument("--version", dest="version", action="store_true", help="show version")
         self.args = parser.parse_args(argv)
         try:
@@ -174,6 +182,11 @@ class Server:
             "job_retries",
             "queue_file",
             "shutdown_timeout",
+            "tls_handshake_timeout",
+            "max_partial_total",
+            "max_function_name",
+            "max_unique_id",
+            "max_client_id",
         ):
             value = getattr(self.args, name)
             if value is not None:

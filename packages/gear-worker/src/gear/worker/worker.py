@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 _REQ = constants.REQ
+_REGISTER_DENIED = b"Permission denied by ACL: register "
 
 
 class FunctionRecord:
@@ -142,6 +143,7 @@ class Worker(BaseClient):
         self.waiting_for_jobs = 0
         self.job_queue: queue.Queue[WorkerJob] = queue.Queue()
         self._interrupts = 0
+        self._refusals: dict[Connection, set[bytes]] = {}
         super().__init__(client_id)
         self.log = logging.getLogger("gear.Worker.%s" % (_text(client_id),))
 
@@ -167,6 +169,7 @@ class Worker(BaseClient):
         self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
     ) -> None:
         super()._onConnectionLost(conn, jobs, tasks, admin)
+        self._refusals.pop(conn, None)
         with self.job_lock:
             self._job_cond.notify_all()
             self._grab_cond.notify_all()
@@ -350,6 +353,30 @@ class Worker(BaseClient):
             self._job_cond.notify_all()
             self._updateStateMachines()
         return job
+
+    def handleError(self, packet: Packet) -> Any:
+        """Log a refused registration once and keep the connection.
+
+        A server answers a CAN_DO it will not honour (ACL, bad name) with
+        ERROR, and nothing else waits for that answer. Treating it as a lost
+        connection would reconnect, re-register and be refused again, in a
+        loop, and the allowed functions would never be served.
+        """
+        conn = packet.connection
+        assert conn is not None
+        text = packet.getArgument(1, True)
+        if conn.pending_tasks and not text.startswith(_REGISTER_DENIED):
+            return super().handleError(packet)
+        seen = self._refusals.setdefault(conn, set())
+        if text not in seen and len(seen) < 1000:
+            seen.add(text)
+            self.log.error(
+                "%s refused a request: %s: %s",
+                conn,
+                packet.getArgument(0).decode("utf8", "replace"),
+                text.decode("utf8", "replace"),
+            )
+        return packet
 
     def handleJobAssign(self, packet: Packet) -> Any:
         return self._handleAssignment(packet)
