@@ -427,6 +427,7 @@ class BaseClient(BaseClientServer):
             )
             conn = Connection(client_id=self.client_id, **asdict(spec))
             conn.connect_timeout = self.connect_timeout
+            conn.tcp_nodelay = True
             self.inactive_connections.append(conn)
             self.connections_condition.notify_all()
 

@@ -56,6 +56,10 @@ class Connection:
     #: limit, minutes for an unreachable host). Clients and workers set it so
     #: one dead server does not hold up reconnecting to the others.
     connect_timeout: float | None = None
+    #: Turn off Nagle's algorithm on TCP connections. Off by default, so
+    #: ``connect()`` needs no more of a (patched) socket than gear 0.16's
+    #: did; clients and workers turn it on for the connections they make.
+    tcp_nodelay: bool = False
 
     def __init__(
         self,
@@ -137,14 +141,17 @@ class Connection:
                 context = load_context(str(self.ssl_key), str(self.ssl_cert), str(self.ssl_ca))
                 sock = context.wrap_socket(sock, server_hostname=self.host)
             try:
-                sock.settimeout(self.connect_timeout)
-                sock.connect(sockaddr)
-                sock.settimeout(None)
+                if self.connect_timeout is None:
+                    sock.connect(sockaddr)
+                else:
+                    sock.settimeout(self.connect_timeout)
+                    sock.connect(sockaddr)
+                    sock.settimeout(None)
             except OSError as e:
                 last_error = e
                 sock.close()
                 continue
-            if family in (socket.AF_INET, socket.AF_INET6):
+            if self.tcp_nodelay and family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         self.log.debug("Unable to open socket to %s:%s: %s", self.host, self.port, last_error)

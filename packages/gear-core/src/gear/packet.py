@@ -49,10 +49,12 @@ _FUNCTION_ONLY = frozenset({constants.CAN_DO, constants.CANT_DO, constants.CAN_D
 class Packet:
     """A binary packet: magic ``code``, type ``ptype`` and payload ``data``.
 
-    ``connection`` is the connection it arrived on, if any.
+    ``connection`` is the connection it arrived on, if any. Instances take
+    extra attributes, as gear 0.16's did (code that tags packets, or stubs
+    ``getJob`` in tests, keeps working); the four fields stay slots.
     """
 
-    __slots__ = ("code", "connection", "data", "ptype")
+    __slots__ = ("__dict__", "code", "connection", "data", "ptype")
 
     def __init__(
         self,

@@ -1483,15 +1483,15 @@ class Server:
     def _on_get_status(self, conn: GeardConnection, data: bytes) -> None:
         job = self.jobs.get(data)
         if job is None:
-            payload = data + b"\x000\x000\x00\x00"
+            payload = data + b"\x000\x000\x000\x000"
         else:
             payload = b"\x00".join(
                 (
                     data,
                     b"1",
                     b"1" if job.running else b"0",
-                    job.numerator or b"",
-                    job.denominator or b"",
+                    job.numerator or b"0",
+                    job.denominator or b"0",
                 )
             )
         self._send(conn, _packet(C.STATUS_RES, payload))
@@ -1506,14 +1506,14 @@ class Server:
     def _on_get_status_unique(self, conn: GeardConnection, data: bytes) -> None:
         job = self._find_unique(data) if data else None
         if job is None:
-            fields: tuple[bytes, ...] = (data, b"0", b"0", b"", b"", b"0")
+            fields: tuple[bytes, ...] = (data, b"0", b"0", b"0", b"0", b"0")
         else:
             fields = (
                 data,
                 b"1",
                 b"1" if job.running else b"0",
-                job.numerator or b"",
-                job.denominator or b"",
+                job.numerator or b"0",
+                job.denominator or b"0",
                 str(len(job.clients)).encode(),
             )
         self._send(conn, _packet(C.STATUS_RES_UNIQUE, b"\x00".join(fields)))
@@ -1749,14 +1749,16 @@ class Server:
         if len(words) < 2:
             self._incomplete(request, "usage: maxqueue FUNCTION [SIZE | HIGH NORMAL LOW]")
             return
+        sizes: list[int] | None
         try:
-            sizes = [int(w) for w in words[2:]]
+            # A negative size means no limit, as in gearmand (so does 0).
+            sizes = [max(int(w), 0) for w in words[2:]]
         except ValueError:
-            sizes = [-1]
-        if len(sizes) not in (0, 1, 3) or any(s < 0 for s in sizes):
+            sizes = None
+        if sizes is None or len(sizes) not in (0, 1, 3):
             self._reply(
                 request,
-                b"ERR INVALID_ARGUMENTS " + _err_text("sizes must be 1 or 3 integers >= 0") + b"\n",
+                b"ERR INVALID_ARGUMENTS " + _err_text("sizes must be 1 or 3 integers") + b"\n",
             )
             return
         fq = self._function(words[1])
