@@ -86,10 +86,38 @@ class Client(BaseClient):
     def _onConnect(self, conn: Connection) -> None:
         if self.client_id:
             conn.sendPacket(Packet(constants.REQ, constants.SET_CLIENT_ID, self.client_id))
+        self._requestExceptions(conn)
         for option in list(self.options):
             conn.sendPacketWithTask(
                 Packet(constants.REQ, constants.OPTION_REQ, option), _OptionTask(option)
             )
+
+    def _requestExceptions(self, conn: Connection) -> None:
+        """Ask for ``WORK_EXCEPTION`` and wait for the answer, before going active.
+
+        Waiting here (at most ``connect_timeout`` seconds, 30 without one)
+        keeps the answer out of ``pending_tasks``, where a server that
+        never answers options (gear 0.16's) would leave it in front of
+        every later request.
+        """
+        request = protocol.ExceptionsRequest()
+        for ptype, data in request.packets:
+            conn.sendPacket(Packet(constants.REQ, ptype, data))
+        sock = conn.conn
+        sock.settimeout(30 if conn.connect_timeout is None else conn.connect_timeout)
+        try:
+            while True:
+                item = conn.readPacket()
+                if item is None:
+                    raise DisconnectError("%s closed the connection while greeting" % (conn,))
+                if isinstance(item, Packet) and request.feed(item.ptype, bytes(item.data)):
+                    break
+        finally:
+            sock.settimeout(None)
+        if request.accepted:
+            conn.handleOptionRes(b"exceptions")
+        else:
+            self.log.debug("%s did not accept the exceptions option (%s)", conn, request.accepted)
 
     def _onConnectionLost(
         self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
