@@ -7,7 +7,7 @@ lands in :attr:`AdminRequest.response` as raw bytes, terminator included.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gear.util import convert_to_bytes
 
@@ -41,7 +41,7 @@ class AdminRequest:
     arguments: tuple[bytes, ...] = ()
     response: bytes | None = None
 
-    def __init__(self, *arguments: Any) -> None:
+    def __init__(self, *arguments: str | bytes) -> None:
         if type(self) is AdminRequest:
             raise NotImplementedError("AdminRequest must be subclassed")
         self.wait_event = threading.Event()

@@ -26,6 +26,7 @@ from gear.errors import (
     NoConnectedServersError,
     TimeoutError,
 )
+from gear.job import BaseJob
 from gear.packet import Packet
 from gear.tasks import Task
 from gear.util import convert_to_bytes
@@ -105,7 +106,7 @@ class BaseClientServer:
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
         self._poll_dirty = True
-        self._handler_cache: dict[int, Callable[[Packet], Any]] = {}
+        self._handler_cache: dict[int, Callable[[Packet], object]] = {}
         self._timed = type(self).reportTimingStats is not BaseClientServer.reportTimingStats
         self.poll_thread = threading.Thread(
             name="Gearman client poll", target=self._doPollLoop, daemon=True
@@ -269,7 +270,7 @@ class BaseClientServer:
         self._onConnectionLost(conn, jobs, tasks, admin)
 
     def _onConnectionLost(
-        self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
+        self, conn: Connection, jobs: list[BaseJob], tasks: list[Task], admin: list[AdminRequest]
     ) -> None:
         """Release whoever waits on requests the lost connection will never answer.
 
@@ -279,7 +280,7 @@ class BaseClientServer:
         for task in tasks:
             task.setComplete()
 
-    def handleDisconnect(self, job: Any) -> Any:
+    def handleDisconnect(self, job: BaseJob) -> object:
         """Called for each job of a lost connection; override to react."""
         return job
 
@@ -309,7 +310,7 @@ class BaseClientServer:
     def handleAdminRequest(self, request: AdminRequest) -> None:
         request.setComplete()
 
-    def _unhandled(self, packet: Packet) -> Any:
+    def _unhandled(self, packet: Packet) -> object:
         self.log.error("Received unhandled packet: %s", packet)
         return packet
 
@@ -474,12 +475,12 @@ class BaseClient(BaseClientServer):
             self._lostConnection(connection)
             raise
 
-    def handleEchoRes(self, packet: Packet) -> Any:
+    def handleEchoRes(self, packet: Packet) -> Packet:
         assert packet.connection is not None
         packet.connection.handleEchoRes(bytes(packet.data))
         return packet
 
-    def handleError(self, packet: Packet) -> Any:
+    def handleError(self, packet: Packet) -> Packet:
         """Complete the oldest pending request with the error, as gear 0.16 does."""
         conn = packet.connection
         assert conn is not None

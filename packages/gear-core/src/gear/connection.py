@@ -26,6 +26,7 @@ from gear.errors import (
     RetryIOError,
     TimeoutError,
 )
+from gear.job import BaseJob
 from gear.packet import Packet
 from gear.tasks import Task
 from gear.tls import load_context, peer_common_name
@@ -87,10 +88,12 @@ class Connection:
         self.use_ssl = bool(ssl_key and ssl_cert and ssl_ca)
         self.echo_lock = threading.Lock()
         self.send_lock = threading.Lock()
+        #: The socket (None when not connected). Typed Any because gear 0.16
+        #: code may patch ``socket.socket`` with its own socket-like class.
         self.conn: Any = None
         self.connected = False
         self.connect_time: float | None = None
-        self.related_jobs: dict[bytes, Any] = {}
+        self.related_jobs: dict[bytes, BaseJob] = {}
         self.pending_tasks: list[Task] = []
         self.admin_requests: list[AdminRequest] = []
         self.echo_conditions: dict[bytes, threading.Condition] = {}
@@ -417,7 +420,11 @@ class ServerConnection(NonBlockingConnection):
     """
 
     def __init__(
-        self, addr: tuple[Any, ...], conn: Any, use_ssl: bool, client_id: str | bytes | None
+        self,
+        addr: tuple[str, int] | tuple[str, int, int, int],
+        conn: socket.socket,
+        use_ssl: bool,
+        client_id: str | bytes | None,
     ) -> None:
         super().__init__(addr[0], addr[1], client_id=client_id)
         if client_id:

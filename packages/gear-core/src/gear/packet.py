@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gear import constants
 from gear.codec import _HEADER
@@ -10,6 +10,7 @@ from gear.errors import InvalidDataError, UnknownJobError
 
 if TYPE_CHECKING:
     from gear.connection import Connection
+    from gear.job import BaseJob
 
 __all__ = ["Packet"]
 
@@ -121,8 +122,11 @@ class Packet:
             raise IndexError("packet argument index out of range")
         return parts[index]
 
-    def getJob(self) -> Any:
-        """Return the job named by argument 0 among the connection's jobs."""
+    def getJob(self) -> BaseJob:
+        """Return the job named by argument 0 among the connection's jobs.
+
+        On a client connection that is the :class:`gear.Job` submitted there.
+        """
         handle = self.getArgument(0)
         jobs = self.connection.related_jobs if self.connection is not None else {}
         job = jobs.get(handle)
