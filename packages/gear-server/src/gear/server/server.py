@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from gear import constants as C
 from gear.admin import ServerAdminRequest
@@ -33,10 +33,14 @@ from gear.connection import set_keepalive
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
+from gear.server._statsd import StatsClientLike
 from gear.server._version import __version__
 from gear.server.job import DONE, PRIORITY_INDEX, QUEUED, RUNNING, SCHEDULED, ServerJob
 from gear.server.store import QueueStore, StoredJob
 from gear.tls import check_tls_files, load_context, peer_common_name
+
+if TYPE_CHECKING:
+    from gear.acl import ACLEntry
 
 __all__ = ["Server", "GeardConnection", "FunctionQueue"]
 
@@ -69,9 +73,9 @@ _NO_JOB = _packet(C.NO_JOB)
 class ACLLike(Protocol):
     """What the server needs from :class:`gear.ACL` (gear-acl)."""
 
-    def canRegister(self, subject: Any, name: str) -> bool: ...
-    def canInvoke(self, subject: Any, name: str) -> bool: ...
-    def canGrant(self, subject: Any) -> bool: ...
+    def canRegister(self, subject: str | None, name: str) -> bool: ...
+    def canInvoke(self, subject: str | None, name: str) -> bool: ...
+    def canGrant(self, subject: str | None) -> bool: ...
     def grantInvoke(self, subject: str, invoke: str) -> None: ...
     def grantRegister(self, subject: str, register: str) -> None: ...
     def grantGrant(self, subject: str) -> None: ...
@@ -79,7 +83,7 @@ class ACLLike(Protocol):
     def revokeRegister(self, subject: str) -> None: ...
     def revokeGrant(self, subject: str) -> None: ...
     def remove(self, subject: str) -> None: ...
-    def getEntries(self) -> list[Any]: ...
+    def getEntries(self) -> list[ACLEntry]: ...
 
 
 class FunctionQueue:
@@ -308,7 +312,7 @@ class Server:
         statsd_port: int = 8125,
         statsd_prefix: str | None = None,
         server_id: str | None = None,
-        acl: Any = None,
+        acl: ACLLike | None = None,
         host: str | None = None,
         keepalive: bool = False,
         tcp_keepidle: int = 7200,
@@ -377,7 +381,7 @@ class Server:
         self._trace = False
         self._last_gauges: tuple[int, int, int] | None = None
 
-        self.statsd: Any = None
+        self.statsd: StatsClientLike | None = None
         if statsd_host:
             self.statsd = self._make_statsd(statsd_host, statsd_port, statsd_prefix)
 
@@ -455,12 +459,12 @@ class Server:
     def _set_keepalive(self, sock: Any) -> None:
         set_keepalive(sock, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt, self.log)
 
-    def _make_statsd(self, host: str, port: int, prefix: str | None) -> Any:
+    def _make_statsd(self, host: str, port: int, prefix: str | None) -> StatsClientLike:
         import gear
 
         module = getattr(gear, "statsd", None)
         if module is not None:
-            return module.StatsClient(host, port, prefix)
+            return cast(StatsClientLike, module.StatsClient(host, port, prefix))
         from gear.server._statsd import StatsClient
 
         return StatsClient(host, port, prefix)
@@ -635,15 +639,17 @@ class Server:
         self.loop.call_later(1.0, self._tick)
 
     def _report_stats(self) -> None:
+        statsd = self.statsd
+        assert statsd is not None
         counts, self._packet_counts = self._packet_counts, {}
         for ptype, count in counts.items():
-            self.statsd.incr("packet.%s" % C.types.get(ptype, ptype), count)
+            statsd.incr("packet.%s" % C.types.get(ptype, ptype), count)
         gauges = (len(self.jobs), self.running_jobs, len(self.jobs) - self.running_jobs)
         if gauges != self._last_gauges:
             self._last_gauges = gauges
-            self.statsd.gauge("queue.total", gauges[0])
-            self.statsd.gauge("queue.running", gauges[1])
-            self.statsd.gauge("queue.waiting", gauges[2])
+            statsd.gauge("queue.total", gauges[0])
+            statsd.gauge("queue.running", gauges[1])
+            statsd.gauge("queue.waiting", gauges[2])
 
     def reportTimingStats(self, ptype: int, duration: float) -> None:
         """Send a timer (ms) and a counter for one packet type to statsd."""

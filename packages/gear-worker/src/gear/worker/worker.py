@@ -6,7 +6,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, cast
+from typing import cast
 
 from gear import constants
 from gear.admin import AdminRequest
@@ -201,7 +201,7 @@ class Worker(BaseClient):
             self._updateStateMachines()
 
     def _onConnectionLost(
-        self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
+        self, conn: Connection, jobs: list[BaseJob], tasks: list[Task], admin: list[AdminRequest]
     ) -> None:
         super()._onConnectionLost(conn, jobs, tasks, admin)
         with self.job_lock:
