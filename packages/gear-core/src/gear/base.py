@@ -280,8 +280,12 @@ class BaseClientServer:
         for task in tasks:
             task.setComplete()
 
-    def handleDisconnect(self, job: BaseJob) -> object:
-        """Called for each job of a lost connection; override to react."""
+    def handleDisconnect(self, job: Any) -> object:
+        """Called for each job of a lost connection; override to react.
+
+        ``job`` is typed Any because the role decides what it is (a
+        :class:`gear.Job` on a Client), so subclasses can name that type.
+        """
         return job
 
     # -- dispatch -------------------------------------------------------

@@ -284,7 +284,7 @@ class Client(BaseClient):
             packet.connection.related_jobs.pop(job.handle, None)
         job._done.set()
 
-    def handleDisconnect(self, job: Job) -> Job:  # type: ignore[override]
+    def handleDisconnect(self, job: Job) -> Job:
         """Called for each job of a lost connection; override to react.
 
         On a client the jobs are always :class:`gear.Job` (and subclasses).
