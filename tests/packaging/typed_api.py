@@ -129,7 +129,7 @@ def core(conn: gear.Connection) -> None:
 
 
 def server_state(server: gear.Server, acl: gear.ACL) -> None:
-    assert_type(server.port, int | str)
+    assert_type(server.port, int)
     assert_type(server.jobs, dict[bytes, gear.ServerJob])
     assert_type(server.functions, set[bytes])
     assert_type(server.getQueue(), list[gear.ServerJob])

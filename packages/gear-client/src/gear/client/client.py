@@ -27,7 +27,9 @@ from gear.util import convert_to_bytes
 __all__ = ["Client"]
 
 _T = TypeVar("_T", bound=Task)
-_J = TypeVar("_J", bound=Job)
+JobT = TypeVar("JobT", bound=Job)
+"""The job type :meth:`Client.getStatus` takes and returns: a :class:`gear.Job`
+or any subclass of it."""
 
 
 class _OptionTask(OptionReqTask):
@@ -227,7 +229,7 @@ class Client(BaseClient):
                 ok = False
         return ok
 
-    def getStatus(self, job: _J, timeout: float | None = 30, unique: bool = False) -> _J:
+    def getStatus(self, job: JobT, timeout: float | None = 30, unique: bool = False) -> JobT:
         """Ask the job's server for its status; update and return ``job``.
 
         Sends GET_STATUS for the job's handle, or with ``unique=True``

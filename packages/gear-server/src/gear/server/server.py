@@ -333,7 +333,6 @@ class Server:
         self.server_id = server_id
         name = "gear.Server" + (".%s" % server_id if server_id else "")
         self.log = logging.getLogger(name)
-        self.port: int | str = port
         self.host = host
         self.ssl_key = ssl_key
         self.ssl_cert = ssl_cert
@@ -390,8 +389,9 @@ class Server:
             if ssl_key and ssl_cert and ssl_ca
             else None
         )
-        self.socket = self._bind()
-        self.port = self.socket.getsockname()[1]
+        self.socket = self._bind(port)
+        #: The port listened on (the real one when ``0`` was given).
+        self.port: int = self.socket.getsockname()[1]
         self._dispatch = self._build_dispatch()
 
         if queue_file is not None:
@@ -420,11 +420,11 @@ class Server:
     # ------------------------------------------------------------------
     # lifecycle
 
-    def _bind(self) -> socket.socket:
+    def _bind(self, port: int | str) -> socket.socket:
         try:
             infos = socket.getaddrinfo(
                 self.host,
-                self.port,
+                port,
                 socket.AF_UNSPEC,
                 socket.SOCK_STREAM,
                 0,

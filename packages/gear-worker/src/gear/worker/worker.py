@@ -401,9 +401,8 @@ class TextWorker(Worker):
     job_class: type[TextWorkerJob] = TextWorkerJob
 
     def getJob(self, timeout: float | None = None) -> TextWorkerJob:
+        """:meth:`gear.Worker.getJob`, typed for the text jobs this worker makes."""
         return cast(TextWorkerJob, super().getJob(timeout))
-
-    getJob.__doc__ = Worker.getJob.__doc__
 
 
 def _text(value: str | bytes) -> str:
