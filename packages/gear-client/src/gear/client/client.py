@@ -161,7 +161,8 @@ class Client(BaseClient):
         """
         ptype = protocol.submit_type(background, precedence)
         packet = Packet(constants.REQ, ptype, protocol.submit_payload(job))
-        job._reset_wait(bool(background))
+        if isinstance(job, Job):  # gear 0.16 code may pass any job-like object
+            job._reset_wait(bool(background))
         attempted: set[Connection] = set()
         last_error = ""
         while True:
@@ -284,7 +285,8 @@ class Client(BaseClient):
     def _finish(self, packet: Packet, job: Job) -> None:
         if packet.connection is not None and job.handle is not None:
             packet.connection.related_jobs.pop(job.handle, None)
-        job._done.set()
+        if isinstance(job, Job):
+            job._done.set()
 
     def handleDisconnect(self, job: Job) -> Job:
         """Called for each job of a lost connection; override to react.

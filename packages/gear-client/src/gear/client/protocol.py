@@ -166,6 +166,8 @@ class ExceptionsRequest:
         if ptype == constants.OPTION_RES and data == b"exceptions":
             self.accepted = True
         elif ptype == constants.ERROR:
+            if self.accepted is not None:
+                return True  # the option was answered; this refuses the probe
             self.accepted = False
         elif ptype == constants.STATUS_RES and split_handle(data)[0] == EXCEPTIONS_PROBE:
             return True
