@@ -10,7 +10,8 @@ an error fails the test).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import assert_type
+
+from typing_extensions import assert_type  # typing has it from 3.11 only
 
 import gear
 from gear import constants
