@@ -96,3 +96,17 @@ def test_gear016_suite_passes_unchanged(gear016_suite_python: Path, tmp_path: Pa
             check=True,
         ).stdout
     )
+
+
+def test_the_suite_namespace_has_only_loopback() -> None:
+    """What gear.Server(0) binds in there is reachable from nowhere else."""
+    proc = subprocess.run(
+        _in_loopback_namespace([require_tool("ip"), "-o", "link", "show"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    links = [line.split(":")[1].strip() for line in proc.stdout.splitlines()]
+    assert links == ["lo"], proc.stdout
+    assert "<LOOPBACK,UP" in proc.stdout, proc.stdout
