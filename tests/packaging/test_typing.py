@@ -32,7 +32,10 @@ wrong: str = packet.toBinary()
 """
 
 
-def _mypy(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+TYPED_API = Path(__file__).with_name("typed_api.py")
+
+
+def _mypy(tmp_path: Path, source: str, *options: str) -> subprocess.CompletedProcess[str]:
     program = tmp_path / "program.py"
     program.write_text(textwrap.dedent(source))
     return subprocess.run(
@@ -43,6 +46,8 @@ def _mypy(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
             "--strict",
             "--no-incremental",
             "--config-file=",
+            "--cache-dir=" + str(tmp_path / "mypy-cache"),
+            *options,
             str(program),
         ],
         capture_output=True,
@@ -60,3 +65,24 @@ def test_a_type_error_is_caught(tmp_path: Path) -> None:
     result = _mypy(tmp_path, BAD)
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'Incompatible types in assignment (expression has type "bytearray"' in result.stdout
+
+
+def test_public_api_types_are_precise(tmp_path: Path) -> None:
+    """typed_api.py: every assert_type holds, every ``# type: ignore`` is needed."""
+    result = _mypy(tmp_path, TYPED_API.read_text(), "--warn-unused-ignores")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TYPED_API.read_text().count("# type: ignore[") >= 20
+
+
+def test_a_line_that_stops_being_an_error_fails(tmp_path: Path) -> None:
+    """The check above has teeth: a needless ignore is reported."""
+    result = _mypy(
+        tmp_path,
+        """
+        import gear
+        job = gear.Job("reverse", b"bytes are fine")  # type: ignore[arg-type]
+        """,
+        "--warn-unused-ignores",
+    )
+    assert result.returncode == 1
+    assert 'Unused "type: ignore" comment' in result.stdout

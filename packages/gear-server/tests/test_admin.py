@@ -97,6 +97,7 @@ def test_maxqueue_arguments(geard: Geard) -> None:
         assert admin.admin("maxqueue f x").startswith(b"ERR INVALID_ARGUMENTS")
         assert admin.admin("maxqueue f 1 2").startswith(b"ERR INVALID_ARGUMENTS")
         assert admin.admin("maxqueue f 1 2 3") == b"OK\n"
+        assert admin.admin("maxqueue f 1 -2 x").startswith(b"ERR INVALID_ARGUMENTS")
 
 
 def test_pipelined_admin_and_binary(geard: Geard) -> None:

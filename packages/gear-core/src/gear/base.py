@@ -26,6 +26,7 @@ from gear.errors import (
     NoConnectedServersError,
     TimeoutError,
 )
+from gear.job import BaseJob
 from gear.packet import Packet
 from gear.tasks import Task
 from gear.util import convert_to_bytes
@@ -105,7 +106,7 @@ class BaseClientServer:
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
         self._poll_dirty = True
-        self._handler_cache: dict[int, Callable[[Packet], Any]] = {}
+        self._handler_cache: dict[int, Callable[[Packet], object]] = {}
         self._timed = type(self).reportTimingStats is not BaseClientServer.reportTimingStats
         self.poll_thread = threading.Thread(
             name="Gearman client poll", target=self._doPollLoop, daemon=True
@@ -269,7 +270,7 @@ class BaseClientServer:
         self._onConnectionLost(conn, jobs, tasks, admin)
 
     def _onConnectionLost(
-        self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
+        self, conn: Connection, jobs: list[BaseJob], tasks: list[Task], admin: list[AdminRequest]
     ) -> None:
         """Release whoever waits on requests the lost connection will never answer.
 
@@ -279,8 +280,12 @@ class BaseClientServer:
         for task in tasks:
             task.setComplete()
 
-    def handleDisconnect(self, job: Any) -> Any:
-        """Called for each job of a lost connection; override to react."""
+    def handleDisconnect(self, job: Any) -> object:
+        """Called for each job of a lost connection; override to react.
+
+        ``job`` is typed Any because the role decides what it is (a
+        :class:`gear.Job` on a Client), so subclasses can name that type.
+        """
         return job
 
     # -- dispatch -------------------------------------------------------
@@ -309,7 +314,7 @@ class BaseClientServer:
     def handleAdminRequest(self, request: AdminRequest) -> None:
         request.setComplete()
 
-    def _unhandled(self, packet: Packet) -> Any:
+    def _unhandled(self, packet: Packet) -> object:
         self.log.error("Received unhandled packet: %s", packet)
         return packet
 
@@ -427,6 +432,7 @@ class BaseClient(BaseClientServer):
             )
             conn = Connection(client_id=self.client_id, **asdict(spec))
             conn.connect_timeout = self.connect_timeout
+            conn.tcp_nodelay = True
             self.inactive_connections.append(conn)
             self.connections_condition.notify_all()
 
@@ -473,12 +479,12 @@ class BaseClient(BaseClientServer):
             self._lostConnection(connection)
             raise
 
-    def handleEchoRes(self, packet: Packet) -> Any:
+    def handleEchoRes(self, packet: Packet) -> Packet:
         assert packet.connection is not None
         packet.connection.handleEchoRes(bytes(packet.data))
         return packet
 
-    def handleError(self, packet: Packet) -> Any:
+    def handleError(self, packet: Packet) -> Packet:
         """Complete the oldest pending request with the error, as gear 0.16 does."""
         conn = packet.connection
         assert conn is not None

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from gear import constants as C
 from gear.admin import ServerAdminRequest
@@ -35,10 +35,14 @@ from gear.connection import set_keepalive
 from gear.errors import LineTooLongError, RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
+from gear.server._statsd import StatsClientLike
 from gear.server._version import __version__
 from gear.server.job import DONE, PRIORITY_INDEX, QUEUED, RUNNING, SCHEDULED, ServerJob
 from gear.server.store import QueueStore, StoredJob
 from gear.tls import check_tls_files, load_context, peer_common_name
+
+if TYPE_CHECKING:
+    from gear.acl import ACLEntry
 
 __all__ = ["Server", "GeardConnection", "FunctionQueue"]
 
@@ -91,10 +95,10 @@ _NO_JOB = _packet(C.NO_JOB)
 class ACLLike(Protocol):
     """What the server needs from :class:`gear.ACL` (gear-acl)."""
 
-    def canRegister(self, subject: Any, name: str) -> bool: ...
-    def canInvoke(self, subject: Any, name: str) -> bool: ...
-    def canGrant(self, subject: Any) -> bool: ...
-    def canAdmin(self, subject: Any) -> bool: ...
+    def canRegister(self, subject: str | None, name: str) -> bool: ...
+    def canInvoke(self, subject: str | None, name: str) -> bool: ...
+    def canGrant(self, subject: str | None) -> bool: ...
+    def canAdmin(self, subject: str | None) -> bool: ...
     def grantInvoke(self, subject: str, invoke: str) -> None: ...
     def grantRegister(self, subject: str, register: str) -> None: ...
     def grantGrant(self, subject: str) -> None: ...
@@ -102,7 +106,7 @@ class ACLLike(Protocol):
     def revokeRegister(self, subject: str) -> None: ...
     def revokeGrant(self, subject: str) -> None: ...
     def remove(self, subject: str) -> None: ...
-    def getEntries(self) -> list[Any]: ...
+    def getEntries(self) -> list[ACLEntry]: ...
 
 
 class FunctionQueue:
@@ -368,7 +372,7 @@ class Server:
         statsd_port: int = 8125,
         statsd_prefix: str | None = None,
         server_id: str | None = None,
-        acl: Any = None,
+        acl: ACLLike | None = None,
         host: str | None = None,
         keepalive: bool = False,
         tcp_keepidle: int = 7200,
@@ -394,7 +398,6 @@ class Server:
         self.server_id = server_id
         name = "gear.Server" + (".%s" % server_id if server_id else "")
         self.log = logging.getLogger(name)
-        self.port: int | str = port
         self.host = host
         self.ssl_key = ssl_key
         self.ssl_cert = ssl_cert
@@ -453,7 +456,7 @@ class Server:
         self._trace = False
         self._last_gauges: tuple[int, int, int] | None = None
 
-        self.statsd: Any = None
+        self.statsd: StatsClientLike | None = None
         if statsd_host:
             self.statsd = self._make_statsd(statsd_host, statsd_port, statsd_prefix)
 
@@ -462,8 +465,9 @@ class Server:
             if ssl_key and ssl_cert and ssl_ca
             else None
         )
-        self.socket = self._bind()
-        self.port = self.socket.getsockname()[1]
+        self.socket = self._bind(port)
+        #: The port listened on (the real one when ``0`` was given).
+        self.port: int = self.socket.getsockname()[1]
         self._dispatch = self._build_dispatch()
 
         if queue_file is not None:
@@ -491,11 +495,11 @@ class Server:
     # ------------------------------------------------------------------
     # lifecycle
 
-    def _bind(self) -> socket.socket:
+    def _bind(self, port: int | str) -> socket.socket:
         try:
             infos = socket.getaddrinfo(
                 self.host,
-                self.port,
+                port,
                 socket.AF_UNSPEC,
                 socket.SOCK_STREAM,
                 0,
@@ -530,12 +534,12 @@ class Server:
     def _set_keepalive(self, sock: Any) -> None:
         set_keepalive(sock, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt, self.log)
 
-    def _make_statsd(self, host: str, port: int, prefix: str | None) -> Any:
+    def _make_statsd(self, host: str, port: int, prefix: str | None) -> StatsClientLike:
         import gear
 
         module = getattr(gear, "statsd", None)
         if module is not None:
-            return module.StatsClient(host, port, prefix)
+            return cast(StatsClientLike, module.StatsClient(host, port, prefix))
         from gear.server._statsd import StatsClient
 
         return StatsClient(host, port, prefix)
@@ -840,15 +844,17 @@ class Server:
         self.loop.call_later(1.0, self._tick)
 
     def _report_stats(self) -> None:
+        statsd = self.statsd
+        assert statsd is not None
         counts, self._packet_counts = self._packet_counts, {}
         for ptype, count in counts.items():
-            self.statsd.incr("packet.%s" % C.types.get(ptype, ptype), count)
+            statsd.incr("packet.%s" % C.types.get(ptype, ptype), count)
         gauges = (len(self.jobs), self.running_jobs, len(self.jobs) - self.running_jobs)
         if gauges != self._last_gauges:
             self._last_gauges = gauges
-            self.statsd.gauge("queue.total", gauges[0])
-            self.statsd.gauge("queue.running", gauges[1])
-            self.statsd.gauge("queue.waiting", gauges[2])
+            statsd.gauge("queue.total", gauges[0])
+            statsd.gauge("queue.running", gauges[1])
+            statsd.gauge("queue.waiting", gauges[2])
 
     def reportTimingStats(self, ptype: int, duration: float) -> None:
         """Send a timer (ms) and a counter for one packet type to statsd."""
@@ -1760,15 +1766,15 @@ class Server:
     def _on_get_status(self, conn: GeardConnection, data: bytes) -> None:
         job = self.jobs.get(data)
         if job is None:
-            payload = data + b"\x000\x000\x00\x00"
+            payload = data + b"\x000\x000\x000\x000"
         else:
             payload = b"\x00".join(
                 (
                     data,
                     b"1",
                     b"1" if job.running else b"0",
-                    job.numerator or b"",
-                    job.denominator or b"",
+                    job.numerator or b"0",
+                    job.denominator or b"0",
                 )
             )
         self._send(conn, _packet(C.STATUS_RES, payload))
@@ -1783,14 +1789,14 @@ class Server:
     def _on_get_status_unique(self, conn: GeardConnection, data: bytes) -> None:
         job = self._find_unique(data) if data else None
         if job is None:
-            fields: tuple[bytes, ...] = (data, b"0", b"0", b"", b"", b"0")
+            fields: tuple[bytes, ...] = (data, b"0", b"0", b"0", b"0", b"0")
         else:
             fields = (
                 data,
                 b"1",
                 b"1" if job.running else b"0",
-                job.numerator or b"",
-                job.denominator or b"",
+                job.numerator or b"0",
+                job.denominator or b"0",
                 str(len(job.clients)).encode(),
             )
         self._send(conn, _packet(C.STATUS_RES_UNIQUE, b"\x00".join(fields)))
@@ -2080,14 +2086,16 @@ class Server:
         if len(words) < 2:
             self._incomplete(request, "usage: maxqueue FUNCTION [SIZE | HIGH NORMAL LOW]")
             return
+        sizes: list[int] | None
         try:
-            sizes = [int(w) for w in words[2:]]
+            # A negative size means no limit, as in gearmand (so does 0).
+            sizes = [max(int(w), 0) for w in words[2:]]
         except ValueError:
-            sizes = [-1]
-        if len(sizes) not in (0, 1, 3) or any(s < 0 for s in sizes):
+            sizes = None
+        if sizes is None or len(sizes) not in (0, 1, 3):
             self._reply(
                 request,
-                b"ERR INVALID_ARGUMENTS " + _err_text("sizes must be 1 or 3 integers >= 0") + b"\n",
+                b"ERR INVALID_ARGUMENTS " + _err_text("sizes must be 1 or 3 integers") + b"\n",
             )
             return
         fq = self._admin_function(request, words[1])
