@@ -31,4 +31,7 @@ async def main() -> None:
         print("final:", (await job).decode())
 
 
-asyncio.run(main())
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:  # Ctrl-C cancels main(); leaving "async with" disconnects
+    sys.exit("interrupted")

@@ -88,6 +88,53 @@ def admin(port: int, line: str, context: ssl.SSLContext | None = None) -> str:
         return conn.admin(line).decode()
 
 
+# -- Ctrl-C ------------------------------------------------------------------------
+
+#: example -> what shows it is waiting: a line it prints, or (None) a job queued.
+BLOCKING = {
+    "worker.py": "worker ready",
+    "async_worker.py": "worker ready",
+    "client.py": "submitted",  # no worker: it waits for the result
+    "async_client.py": None,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKING))
+def test_example_ends_cleanly_on_ctrl_c(name: str, geard: Geard) -> None:
+    """SIGINT (what Ctrl-C sends) to a waiting example: no traceback, a plain exit."""
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name), geard.host, str(geard.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = BLOCKING[name]
+        if ready is not None:
+            line = proc.stdout.readline()
+            assert ready in line, line
+        deadline = time.monotonic() + 30
+        while "reverse" not in admin(geard.port, "status"):  # registered, or queued
+            assert time.monotonic() < deadline, f"{name} did not reach the server"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    if "worker" in name:  # Ctrl-C is how a worker is meant to stop
+        assert (proc.returncode, out.splitlines()[-1:], err) == (0, ["worker stopped"], "")
+    else:  # a client that was stopped before its result says so
+        assert (proc.returncode, err) == (1, "interrupted\n")
+    deadline = time.monotonic() + 30
+    while "reverse\t" in admin(geard.port, "workers"):  # the worker disconnected
+        assert time.monotonic() < deadline, admin(geard.port, "workers")
+        time.sleep(0.05)
+
+
 # -- gear-core and the server in Python -------------------------------------
 
 
