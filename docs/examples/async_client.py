@@ -1,4 +1,4 @@
-"""Submit jobs from asyncio and await their results: python async_client.py [HOST [PORT]]."""
+"""Submit jobs and await their results: python async_client.py [HOST [PORT]]."""
 
 import asyncio
 import sys
