@@ -259,7 +259,8 @@ def unit_command(tmp_path: Path, port: int) -> list[str]:
     unit = configparser.RawConfigParser(strict=False)
     unit.read(EXAMPLES / "geard.service")
     assert unit.get("Service", "KillSignal") == "SIGTERM"
-    argv = shlex.split(unit.get("Service", "ExecStart"))
+    # systemd joins a line that ends in a backslash to the next one.
+    argv = shlex.split(unit.get("Service", "ExecStart").replace("\\\n", " "))
     assert argv[0] == "/usr/local/bin/geard"
     argv[0] = tool("geard")
     argv[argv.index("--listen-address") + 1] = LOOPBACK
