@@ -112,7 +112,7 @@ def check_queue_file(path: str) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigurationError("--queue-file %s: directory %s is not writable" % (path, folder))
     if os.path.isdir(path):
-        raise ConfigurationError("--queue-file %s: is a directory" % path)
+        raise ConfigurationError("--queue-file %s: is a directory, not a queue file" % path)
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         raise ConfigurationError("--queue-file %s: not readable and writable" % path)
 
