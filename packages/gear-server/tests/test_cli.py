@@ -108,7 +108,9 @@ def test_daemon_mode_pidfile_and_log_config(tmp_path: Path) -> None:
     try:
         run_cli_job(port)
         second = subprocess.run(args, capture_output=True, timeout=30)
-        assert second.returncode != 0 and b"locked" in second.stderr
+        assert second.returncode == 2 and second.stderr == (
+            b"geard: --pidfile %s is locked: is another geard running?\n" % bytes(pidfile)
+        )
         os.kill(pid, signal.SIGTERM)
         while pidfile.exists():
             assert time.monotonic() < deadline + 10, "daemon did not remove its pidfile"

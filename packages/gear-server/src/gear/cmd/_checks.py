@@ -56,10 +56,14 @@ def number(kind: type[int] | type[float], least: float) -> Callable[[str], float
     return parse
 
 
+#: More than any key, certificate bundle or logging config needs.
+_MAX_READ = 4 * 1024 * 1024
+
+
 def _read(option: str, path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            return f.read(_MAX_READ)
     except OSError as e:
         raise ConfigurationError("%s %s: %s" % (option, path, e.strerror or e)) from None
 
