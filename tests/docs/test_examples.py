@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +94,7 @@ def admin(port: int, line: str, context: ssl.SSLContext | None = None) -> str:
 #: example -> what shows it is waiting: a line it prints, or (None) a job queued.
 BLOCKING = {
     "worker.py": "worker ready",
+    "tls_worker.py": "worker ready",
     "async_worker.py": "worker ready",
     "client.py": "submitted",  # no worker: it waits for the result
     "async_client.py": None,
@@ -100,10 +102,21 @@ BLOCKING = {
 
 
 @pytest.mark.parametrize("name", sorted(BLOCKING))
-def test_example_ends_cleanly_on_ctrl_c(name: str, geard: Geard) -> None:
+def test_example_ends_cleanly_on_ctrl_c(
+    name: str, geard_factory: Callable[..., Geard], certs: Any
+) -> None:
     """SIGINT (what Ctrl-C sends) to a waiting example: no traceback, a plain exit."""
+    args: list[str] = []
+    context = None
+    if name.startswith("tls_"):  # the test CA's "client" certificate, in its folder
+        tls = {"ssl_key": certs.server.key, "ssl_cert": certs.server.cert, "ssl_ca": certs.ca}
+        geard = geard_factory(**tls)
+        args = [str(certs.folder), "client"]
+        context = _context(certs.folder, "client")
+    else:
+        geard = geard_factory()
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / name), geard.host, str(geard.port)],
+        [sys.executable, str(EXAMPLES / name), geard.host, str(geard.port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -115,7 +128,7 @@ def test_example_ends_cleanly_on_ctrl_c(name: str, geard: Geard) -> None:
             line = proc.stdout.readline()
             assert ready in line, line
         deadline = time.monotonic() + 30
-        while "reverse" not in admin(geard.port, "status"):  # registered, or queued
+        while "reverse" not in admin(geard.port, "status", context):  # registered, or queued
             assert time.monotonic() < deadline, f"{name} did not reach the server"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -130,8 +143,8 @@ def test_example_ends_cleanly_on_ctrl_c(name: str, geard: Geard) -> None:
     else:  # a client that was stopped before its result says so
         assert (proc.returncode, err) == (1, "interrupted\n")
     deadline = time.monotonic() + 30
-    while "reverse\t" in admin(geard.port, "workers"):  # the worker disconnected
-        assert time.monotonic() < deadline, admin(geard.port, "workers")
+    while "reverse\t" in admin(geard.port, "workers", context):  # the worker disconnected
+        assert time.monotonic() < deadline, admin(geard.port, "workers", context)
         time.sleep(0.05)
 
 
