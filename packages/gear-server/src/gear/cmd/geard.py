@@ -320,7 +320,7 @@ class Server:
         """Tell the shell that ran geard whether it started (one line, or none)."""
         if self._ready_fd is None:
             if problem is not None:
-                print("geard: %s" % problem, file=sys.stderr)
+                _complain(problem)
             return
         line = "" if problem is None else " ".join(problem.split())
         os.write(self._ready_fd, line.encode(errors="replace") + b"\n")
@@ -379,9 +379,9 @@ class Server:
         if line == b"\n":
             return 0
         if line:
-            print("geard: %s" % line.decode(errors="replace").rstrip(), file=sys.stderr)
+            _complain(line.decode(errors="replace"))
         else:
-            print("geard: the daemon exited while starting; see its log", file=sys.stderr)
+            _complain("the daemon exited while starting; see its log")
         return 1
 
     def _remove_pidfile(self) -> None:
@@ -403,7 +403,7 @@ class Server:
             self.setup_logging()
             fd = None if self.args.nodaemon else self._lock_pidfile()
         except ConfigurationError as e:
-            print("geard: %s" % e, file=sys.stderr)
+            _complain(str(e))
             return 2
         if fd is None:
             return self.serve()
@@ -416,11 +416,19 @@ class Server:
             self._remove_pidfile()
 
 
+def _complain(problem: str) -> None:
+    """Print one line to stderr, whatever the problem's text holds."""
+    print("geard: %s" % " ".join(problem.split()), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``geard`` console script."""
     command = Server()
     command.parse_arguments(argv)
-    return command.main()
+    try:
+        return command.main()
+    except KeyboardInterrupt:  # Ctrl-C while starting, before geard handles SIGINT itself
+        return 130
 
 
 if __name__ == "__main__":
