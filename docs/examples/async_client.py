@@ -1,4 +1,4 @@
-"""Submit jobs from asyncio and await their results: python async_client.py [HOST [PORT]]."""
+"""Submit jobs and await their results: python async_client.py [HOST [PORT]]."""
 
 import asyncio
 import sys
@@ -31,4 +31,7 @@ async def main() -> None:
         print("final:", (await job).decode())
 
 
-asyncio.run(main())
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:  # Ctrl-C cancels main(); leaving "async with" disconnects
+    sys.exit("interrupted")

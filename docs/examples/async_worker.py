@@ -25,4 +25,7 @@ async def main() -> None:
         await worker.serve({"reverse": reverse}, concurrency=10)
 
 
-asyncio.run(main())
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:  # Ctrl-C cancels main(); leaving "async with" disconnects
+    print("worker stopped", flush=True)

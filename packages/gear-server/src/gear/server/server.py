@@ -506,7 +506,7 @@ class Server:
                 socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
             )
         except socket.gaierror as e:
-            raise Exception("Could not open socket: %s" % (e,)) from e
+            raise self._bind_error(e) from e
         infos.sort(key=lambda info: info[0], reverse=True)
         last: OSError | None = None
         for family, socktype, proto, _, addr in infos:
@@ -529,7 +529,14 @@ class Server:
                 last = e
                 continue
             return sock
-        raise Exception("Could not open socket: %s" % (last,))
+        assert last is not None  # getaddrinfo returns at least one address
+        raise self._bind_error(last) from last
+
+    def _bind_error(self, cause: OSError) -> OSError:
+        """An OSError that says where: geard shows it, and ``cause`` says why."""
+        where = "%s port %s" % (self.host, self.port) if self.host else "port %s" % (self.port,)
+        reason = cause.strerror or str(cause)
+        return OSError(cause.errno, "Could not open socket on %s: %s" % (where, reason))
 
     def _set_keepalive(self, sock: Any) -> None:
         set_keepalive(sock, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt, self.log)
