@@ -506,7 +506,7 @@ class Server:
                 socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
             )
         except socket.gaierror as e:
-            raise self._bind_error(e) from e
+            raise self._bind_error(e, port) from e
         infos.sort(key=lambda info: info[0], reverse=True)
         last: OSError | None = None
         for family, socktype, proto, _, addr in infos:
@@ -530,11 +530,11 @@ class Server:
                 continue
             return sock
         assert last is not None  # getaddrinfo returns at least one address
-        raise self._bind_error(last) from last
+        raise self._bind_error(last, port) from last
 
-    def _bind_error(self, cause: OSError) -> OSError:
+    def _bind_error(self, cause: OSError, port: int | str) -> OSError:
         """An OSError that says where: geard shows it, and ``cause`` says why."""
-        where = "%s port %s" % (self.host, self.port) if self.host else "port %s" % (self.port,)
+        where = "%s port %s" % (self.host, port) if self.host else "port %s" % (port,)
         reason = cause.strerror or str(cause)
         return OSError(cause.errno, "Could not open socket on %s: %s" % (where, reason))
 
