@@ -47,6 +47,8 @@ from gear.errors import (
     GearmanError as GearmanError,
     InterruptedError as InterruptedError,
     InvalidDataError as InvalidDataError,
+    JobExceptionError as JobExceptionError,
+    JobFailedError as JobFailedError,
     NoConnectedServersError as NoConnectedServersError,
     RetryIOError as RetryIOError,
     TimeoutError as TimeoutError,
@@ -61,6 +63,9 @@ from gear.job import (
 )
 from gear.packet import (
     Packet as Packet,
+)
+from gear.reconnect import (
+    ReconnectPolicy as ReconnectPolicy,
 )
 from gear.tasks import (
     OptionReqTask as OptionReqTask,
@@ -149,6 +154,8 @@ _CORE_NAMES = [
     "GearmanError",
     "InterruptedError",
     "InvalidDataError",
+    "JobExceptionError",
+    "JobFailedError",
     "NoConnectedServersError",
     "NonBlockingConnection",
     "OptionReqTask",
@@ -156,6 +163,7 @@ _CORE_NAMES = [
     "PRECEDENCE_LOW",
     "PRECEDENCE_NORMAL",
     "Packet",
+    "ReconnectPolicy",
     "RetryIOError",
     "ServerAdminRequest",
     "ServerConnection",
