@@ -293,3 +293,103 @@ def test_many_waiters_are_served_by_pipelined_grabs(server: Any) -> None:
             assert (await waiter).arguments == b"wake"
 
     run(main())
+
+
+# -- issue 21: no hung or collateral failures -----------------------------
+
+
+def test_handler_returning_another_type_ends_the_job(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bug 1: a handler returning 42 left the job running until the client gave up."""
+
+    async def answer(job: Any) -> Any:
+        return 42 if job.arguments == b"int" else b"fine"
+
+    async def main() -> None:
+        servers = [(server.host, server.port)]
+        async with (
+            gear.AsyncWorker("typed-worker", servers) as worker,
+            gear.AsyncClient("exc", servers) as client,
+            gear.AsyncClient("no-exc", servers, exceptions=False) as plain,
+        ):
+            task = asyncio.create_task(worker.serve({"answer": answer}))
+            with pytest.raises(gear.JobExceptionError) as info:
+                await client.call("answer", b"int", timeout=T)
+            assert info.value.exception == (
+                b"TypeError: the handler for 'answer' returned int, not bytes, str or None"
+            )
+            with pytest.raises(JobFailedError) as failed:
+                await plain.call("answer", b"int", timeout=T)
+            assert failed.value.exception is None
+            assert await client.call("answer", b"ok", timeout=T) == b"fine"
+            await worker.stop()
+            await asyncio.wait_for(task, T)
+
+    with caplog.at_level("ERROR", logger="gear.AsyncWorker"):
+        run(main())
+    assert [r.getMessage() for r in caplog.records if "returned int" in r.getMessage()]
+
+
+def test_cancelling_serve_requeues_running_jobs(server: Any) -> None:
+    """Bug 3: Ctrl-C (cancellation) failed the running jobs with WORK_FAIL."""
+    started: list[bytes] = []
+
+    async def stuck(job: Any) -> bytes:
+        started.append(job.arguments)
+        await asyncio.Event().wait()
+        return b"never"
+
+    async def done(job: Any) -> bytes:
+        return b"done by another worker: " + job.arguments
+
+    async def main() -> None:
+        servers = [(server.host, server.port)]
+        async with (
+            gear.AsyncWorker("first", servers) as first,
+            gear.AsyncClient("requeue", servers) as client,
+        ):
+            serving = asyncio.create_task(first.serve({"job": stuck}, concurrency=2))
+            calls = [asyncio.create_task(client.call("job", b"%d" % i)) for i in range(2)]
+            await wait_until(lambda: len(started) == 2)
+            serving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await serving
+            async with gear.AsyncWorker("second", servers) as second:
+                rescue = asyncio.create_task(second.serve({"job": done}))
+                results = await asyncio.wait_for(asyncio.gather(*calls), T)
+                assert sorted(results) == [
+                    b"done by another worker: 0",
+                    b"done by another worker: 1",
+                ]
+                await second.stop()
+                await asyncio.wait_for(rescue, T)
+
+    run(main())
+
+
+def test_cancelling_serve_with_on_cancel_fail_fails_them(server: Any) -> None:
+    started = asyncio.Event()
+
+    async def stuck(job: Any) -> bytes:
+        started.set()
+        await asyncio.Event().wait()
+        return b"never"
+
+    async def main() -> None:
+        servers = [(server.host, server.port)]
+        async with (
+            gear.AsyncWorker("failing", servers) as worker,
+            gear.AsyncClient("fail", servers) as client,
+        ):
+            serving = asyncio.create_task(worker.serve({"job": stuck}, on_cancel="fail"))
+            call = asyncio.create_task(client.call("job", b""))
+            await asyncio.wait_for(started.wait(), T)
+            serving.cancel()
+            with pytest.raises(JobFailedError):
+                await asyncio.wait_for(call, T)
+            assert len(worker.active_connections) == 1
+            with pytest.raises(gear.ConfigurationError):
+                await worker.serve({"job": stuck}, on_cancel="drop")  # type: ignore[arg-type]
+
+    run(main())

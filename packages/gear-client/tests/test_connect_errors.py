@@ -1,0 +1,189 @@
+"""Clients say why they cannot connect (issue 15, item 2), threaded and asyncio.
+
+Each cause is produced for real: a port nobody listens on, a host name
+that does not resolve (``.invalid`` never does), a TLS file that is not
+there. The errors name the server and the cause; the log says it once per
+server and change, not on every retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gear
+from fixtures.aio import RETRY, run, wait_until
+from fixtures.servers import free_port
+
+BAD_HOST = "no-such-host.invalid"
+
+
+def resolver_says() -> str:
+    """What this machine's resolver answers for BAD_HOST, as gear words it."""
+    try:
+        socket.getaddrinfo(BAD_HOST, 4730)
+    except socket.gaierror as e:
+        text = str(e.strerror)
+        return text[:1].lower() + text[1:]
+    raise AssertionError("%s resolved" % BAD_HOST)
+
+
+@pytest.fixture
+def client() -> Any:
+    client = gear.Client("why")
+    client.reconnect_delay = RETRY
+    yield client
+    client.shutdown()
+
+
+def missing_tls(certs: Any, tmp_path: Path) -> tuple[dict[str, str], str]:
+    nope = str(tmp_path / "certs" / "nope.pem")
+    return {"ssl_key": certs.client.key, "ssl_cert": nope, "ssl_ca": certs.ca}, nope
+
+
+# -- threaded ---------------------------------------------------------------
+
+
+def test_threaded_wait_names_each_server_and_cause(client: Any, certs: Any, tmp_path: Path) -> None:
+    closed, tls_port = free_port(), free_port()
+    tls, nope = missing_tls(certs, tmp_path)
+    client.addServer("127.0.0.1", closed)
+    client.addServer(BAD_HOST, 4730)
+    client.addServer("127.0.0.1", tls_port, **tls)
+    expected = [
+        "127.0.0.1:%d: connection refused" % closed,
+        "%s:4730: %s" % (BAD_HOST, resolver_says()),
+        "127.0.0.1:%d: %s: no such file or directory" % (tls_port, nope),
+    ]
+    deadline = time.monotonic() + 10
+    while not all(text in client.connectErrors() for text in expected):
+        assert time.monotonic() < deadline, client.connectErrors()
+        time.sleep(0.01)
+    with pytest.raises(gear.TimeoutError) as info:
+        client.waitForServer(0.05)
+    assert str(info.value).startswith("No Gearman server was connected within 0.05 seconds: ")
+    for text in expected:
+        assert text in str(info.value)
+    with pytest.raises(gear.GearmanError) as refused:
+        client.submitJob(gear.Job("f", b""))
+    assert "no server is connected" in str(refused.value)
+    assert "127.0.0.1:%d: connection refused" % closed in str(refused.value)
+
+
+def test_threaded_add_server_refuses_a_port_that_is_not_an_integer(client: Any) -> None:
+    with pytest.raises(gear.ConfigurationError, match="must be an integer, not 'gear'"):
+        client.addServer("127.0.0.1", "gear")
+    with pytest.raises(gear.ConfigurationError, match="between 1 and 65535"):
+        client.addServer("127.0.0.1", 99999)
+    assert client.inactive_connections == []
+
+
+def test_threaded_logs_a_cause_once_per_change(
+    client: Any, geard_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    caplog.set_level(logging.DEBUG, logger="gear")
+
+    def attempts() -> int:
+        return sum("Unable to connect" in r.getMessage() for r in caplog.records)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    client.addServer("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while attempts() < 8:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert warnings() == [
+        "Unable to connect to 127.0.0.1:%d: connection refused (will retry)" % port
+    ]
+    server = geard_factory(port=port)
+    client.waitForServer(10)
+    assert client.connectErrors() == ""
+    server.stop()
+    deadline = time.monotonic() + 10
+    while len(warnings()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert len(set(warnings())) == 1
+    assert any(r.getMessage() == "Connected to 127.0.0.1:%d" % port for r in caplog.records)
+
+
+# -- asyncio ----------------------------------------------------------------
+
+
+def test_asyncio_wait_and_submit_name_each_server_and_cause(certs: Any, tmp_path: Path) -> None:
+    closed, tls_port = free_port(), free_port()
+    tls, nope = missing_tls(certs, tmp_path)
+    expected = {
+        "127.0.0.1:%d" % closed: "connection refused",
+        "%s:4730" % BAD_HOST: resolver_says(),
+        "127.0.0.1:%d" % tls_port: "%s: no such file or directory" % nope,
+    }
+
+    async def main() -> None:
+        async with gear.AsyncClient("why") as client:
+            client.reconnect_delay = RETRY
+            client.add_server("127.0.0.1", closed)
+            client.add_server(BAD_HOST, 4730)
+            client.add_server("127.0.0.1", tls_port, **tls)
+            await wait_until(lambda: client.connect_errors() == expected)
+            with pytest.raises(gear.TimeoutError) as info:
+                await client.wait_for_server(0.05)
+            for address, cause in expected.items():
+                assert "%s: %s" % (address, cause) in str(info.value)
+            with pytest.raises(gear.GearmanError) as refused:
+                await client.submit("f", b"")
+            assert "no server is connected" in str(refused.value)
+            assert "127.0.0.1:%d: connection refused" % closed in str(refused.value)
+            with pytest.raises(gear.NoConnectedServersError) as none:
+                await client.status(gear.client.AsyncJob("f", b"", unique="u"), unique=True)
+            assert none.value.errors == expected
+
+    run(main())
+
+
+def test_asyncio_add_server_refuses_a_port_that_is_not_an_integer() -> None:
+    client = gear.AsyncClient("why")
+    with pytest.raises(gear.ConfigurationError, match="must be an integer"):
+        client.add_server("127.0.0.1", "4730.0")
+    with pytest.raises(gear.ConfigurationError, match="must be an integer"):
+        gear.AsyncClient("why", ["127.0.0.1:gear"])
+    with pytest.raises(gear.ConfigurationError, match="must be an integer"):
+        gear.AsyncWorker("why", [("127.0.0.1", "x")])
+    assert client.servers == []
+
+
+def test_asyncio_logs_a_cause_once_per_change(
+    geard_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    caplog.set_level(logging.DEBUG, logger="gear")
+
+    def attempts() -> int:
+        return sum("Unable to connect" in r.getMessage() for r in caplog.records)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    async def main() -> None:
+        policy = gear.ReconnectPolicy.fixed(RETRY)
+        async with gear.AsyncWorker("w", reconnect=policy) as worker:
+            worker.add_server("127.0.0.1", port)
+            await wait_until(lambda: attempts() >= 8)
+            assert warnings() == [
+                "Unable to connect to 127.0.0.1:%d: connection refused (will retry)" % port
+            ]
+            server = geard_factory(port=port)
+            await worker.wait_for_server(10)
+            server.stop()
+            await wait_until(lambda: len(warnings()) == 2)
+            assert len(set(warnings())) == 1
+
+    run(main())
