@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import gear
-from fixtures.aio import RETRY, T, run, serving, wait_until
+from fixtures.aio import RETRY, T, client_for, run, serving, wait_until
 from fixtures.geard import RawGearman
 from fixtures.servers import free_port
 
@@ -152,7 +152,7 @@ def test_submit_timeout_fails_that_call_only(server: Any) -> None:
     async def main() -> None:
         async with (
             serving(server, handlers={"held": held, "echo": echo}),
-            gear.AsyncClient("expiry", [(server.host, server.port)]) as client,
+            client_for(server) as client,
         ):
             running = await client.submit("held", b"")
             conn = client.active_connections[0]
@@ -161,7 +161,8 @@ def test_submit_timeout_fails_that_call_only(server: Any) -> None:
             release.set()
             assert await running.result(T) == b"done"
             assert client.active_connections == [conn]
-            assert await client.call("echo", b"after", timeout=T) == b"after"
+            job = await client.submit("echo", b"after", timeout=T)
+            assert await job.result(T) == b"after"
 
     run(main())
 
@@ -173,15 +174,14 @@ def test_handler_exception_reaches_the_client_without_asking(server: Any) -> Non
         raise ValueError("bad input")
 
     async def main() -> None:
-        async with (
-            serving(server, handlers={"broken": broken}),
-            gear.AsyncClient("exc", [(server.host, server.port)]) as client,
-        ):
-            assert client.options == {b"exceptions"}
-            with pytest.raises(gear.JobExceptionError) as info:
-                await client.call("broken", b"", timeout=T)
+        async with serving(server, handlers={"broken": broken}), client_for(server) as client:
+            job = await client.submit("broken", b"")
+            with pytest.raises(gear.errors.JobFailedError) as info:
+                await job.result(T)
             assert info.value.exception == b"ValueError: bad input"
+            assert isinstance(info.value, gear.JobExceptionError)
             assert "bad input" in str(info.value)
+            assert client.options == {b"exceptions"}
 
     run(main())
 

@@ -307,22 +307,22 @@ def test_handler_returning_another_type_ends_the_job(
         return 42 if job.arguments == b"int" else b"fine"
 
     async def main() -> None:
-        servers = [(server.host, server.port)]
-        async with (
-            gear.AsyncWorker("typed-worker", servers) as worker,
-            gear.AsyncClient("exc", servers) as client,
-            gear.AsyncClient("no-exc", servers, exceptions=False) as plain,
-        ):
+        async with connected(server) as (worker, client):
             task = asyncio.create_task(worker.serve({"answer": answer}))
-            with pytest.raises(gear.JobExceptionError) as info:
-                await client.call("answer", b"int", timeout=T)
+            job = await client.submit("answer", b"int")
+            with pytest.raises(JobFailedError) as info:
+                await job.result(5)
             assert info.value.exception == (
                 b"TypeError: the handler for 'answer' returned int, not bytes, str or None"
             )
-            with pytest.raises(JobFailedError) as failed:
-                await plain.call("answer", b"int", timeout=T)
-            assert failed.value.exception is None
-            assert await client.call("answer", b"ok", timeout=T) == b"fine"
+            async with gear.AsyncClient(
+                "no-exc", [(server.host, server.port)], exceptions=False
+            ) as plain:
+                with pytest.raises(JobFailedError) as failed:
+                    await plain.call("answer", b"int", timeout=T)
+                assert failed.value.exception is None
+            job = await client.submit("answer", b"ok")
+            assert await job.result(T) == b"fine"
             await worker.stop()
             await asyncio.wait_for(task, T)
 
@@ -344,24 +344,18 @@ def test_cancelling_serve_requeues_running_jobs(server: Any) -> None:
         return b"done by another worker: " + job.arguments
 
     async def main() -> None:
-        servers = [(server.host, server.port)]
-        async with (
-            gear.AsyncWorker("first", servers) as first,
-            gear.AsyncClient("requeue", servers) as client,
-        ):
+        async with connected(server, "job", client_id="first") as (first, client):
             serving = asyncio.create_task(first.serve({"job": stuck}, concurrency=2))
-            calls = [asyncio.create_task(client.call("job", b"%d" % i)) for i in range(2)]
+            jobs = [await client.submit("job", b"%d" % i) for i in range(2)]
             await wait_until(lambda: len(started) == 2)
             serving.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await serving
-            async with gear.AsyncWorker("second", servers) as second:
+            async with gear.AsyncWorker("second") as second:
+                second.add_server(server.host, server.port)
                 rescue = asyncio.create_task(second.serve({"job": done}))
-                results = await asyncio.wait_for(asyncio.gather(*calls), T)
-                assert sorted(results) == [
-                    b"done by another worker: 0",
-                    b"done by another worker: 1",
-                ]
+                results = [await job.result(T) for job in jobs]
+                assert results == [b"done by another worker: 0", b"done by another worker: 1"]
                 await second.stop()
                 await asyncio.wait_for(rescue, T)
 
