@@ -145,7 +145,7 @@ async def silent_server() -> AsyncIterator[tuple[str, int]]:
 def test_submit_timeout_fails_the_call_then_a_silent_server_is_dropped() -> None:
     async def main() -> None:
         async with silent_server() as (host, port):
-            async with gear.AsyncClient("timeouts", [(host, port)], connect_timeout=0.3) as client:
+            async with gear.AsyncClient("timeouts", [(host, port)], connect_timeout=1) as client:
                 client.reconnect_delay = RETRY
                 first = client.active_connections[0]
                 with pytest.raises(gear.TimeoutError, match="No JOB_CREATED"):
