@@ -29,6 +29,7 @@ EXTENSIONS = {
     "JobFailedError",
     "JobExceptionError",
     "ReconnectPolicy",
+    "ServerOptions",
 }
 
 

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 from gear import constants as constants
+from gear._server_spec import (
+    ServerOptions as ServerOptions,
+)
 from gear._version import (
     __version__ as __version__,
 )
@@ -167,6 +170,7 @@ _CORE_NAMES = [
     "RetryIOError",
     "ServerAdminRequest",
     "ServerConnection",
+    "ServerOptions",
     "ShowJobsAdminRequest",
     "ShowUniqueJobsAdminRequest",
     "StatusAdminRequest",

@@ -219,7 +219,7 @@ class AsyncBase:
 
     @property
     def reconnect_delay(self) -> float:
-        """The first back-off of :attr:`reconnect`; setting it fixes the back-off at that."""
+        """The first back-off of ``reconnect``; setting it fixes the back-off at that."""
         return self.reconnect.initial_delay
 
     @reconnect_delay.setter
