@@ -73,10 +73,16 @@ def test_enter_with_one_of_two_servers_up(server: Any) -> None:
                 assert [c.port for c in client.active_connections] == [server.port]
                 for i in range(3):
                     assert await client.call("echo", b"%d" % i, timeout=T) == b"%d" % i
-                await wait_until(lambda: "127.0.0.1:%d" % closed in client.connect_errors())
-                assert client.connect_errors() == {"127.0.0.1:%d" % closed: "connection refused"}
+                down = {"127.0.0.1:%d" % closed: "connection refused"}
+                await wait_until(lambda: client.connect_errors() == down)
 
     run(main())
+
+
+def test_servers_must_be_a_list() -> None:
+    for servers in ["127.0.0.1:4730", ("127.0.0.1", 4730), {"host": "127.0.0.1"}]:
+        with pytest.raises(gear.ConfigurationError, match="list of servers"):
+            gear.AsyncClient("one", servers)  # type: ignore[arg-type]
 
 
 def test_enter_without_servers_does_not_wait_and_add_server_still_works(server: Any) -> None:

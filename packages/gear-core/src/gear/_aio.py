@@ -30,6 +30,7 @@ from gear._server_spec import ServerEntry, ServerSpec, server_options
 from gear.codec import Decoder, Frame
 from gear.connection import set_keepalive
 from gear.errors import (
+    ConfigurationError,
     DisconnectError,
     NoConnectedServersError,
     RemoteProtocolError,
@@ -214,6 +215,12 @@ class AsyncBase:
         self._failures = ConnectFailures(self.log)
         #: How the connect tasks wait between attempts (tests put a fake clock here).
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        if isinstance(servers, (str, bytes, dict)) or (
+            isinstance(servers, tuple) and any(isinstance(item, int) for item in servers)
+        ):
+            raise ConfigurationError(
+                "servers is a list of servers, such as servers=[%r]" % (servers,)
+            )
         for entry in servers or ():
             self.add_server(**server_options(entry))
 

@@ -198,6 +198,8 @@ class AsyncJob(BaseJob):
             self.updates.append(update)
         elif self._readers:
             self._recent.append(update)
+        else:
+            self._recent.clear()
         self._total += 1
         self._notify()
 
