@@ -15,7 +15,7 @@ import pytest
 import gear
 from fixtures.aio import RETRY, T, client_for, run, serving, wait_until
 from fixtures.geard import RawGearman
-from fixtures.servers import free_port
+from fixtures.servers import closed_port
 
 
 async def echo(job: Any) -> bytes:
@@ -43,7 +43,7 @@ def test_servers_in_each_form_and_enter_returns_the_connected_client(server: Any
 
 
 def test_enter_with_no_server_up_names_each_cause() -> None:
-    closed = free_port()
+    closed = closed_port()
 
     async def main() -> None:
         client = gear.AsyncClient(
@@ -63,7 +63,7 @@ def test_enter_with_no_server_up_names_each_cause() -> None:
 
 
 def test_enter_with_one_of_two_servers_up(server: Any) -> None:
-    closed = free_port()
+    closed = closed_port()
 
     async def main() -> None:
         async with serving(server, handlers={"echo": echo}):
@@ -278,7 +278,7 @@ async def collect(job: Any) -> list[Any]:
 
 def test_reconnect_back_off_timing_with_a_fake_clock() -> None:
     """The connect task waits as the policy says, then gives up; no real sleeping."""
-    closed = free_port()
+    closed = closed_port()
     waits: list[float] = []
 
     async def fake_sleep(delay: float) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 import gear
 from fixtures.aio import RETRY, run, wait_until
-from fixtures.servers import free_port
+from fixtures.servers import closed_port
 
 BAD_HOST = "no-such-host.invalid"
 
@@ -50,7 +50,7 @@ def missing_tls(certs: Any, tmp_path: Path) -> tuple[dict[str, str], str]:
 
 
 def test_threaded_wait_names_each_server_and_cause(client: Any, certs: Any, tmp_path: Path) -> None:
-    closed, tls_port = free_port(), free_port()
+    closed, tls_port = closed_port(), closed_port()
     tls, nope = missing_tls(certs, tmp_path)
     client.addServer("127.0.0.1", closed)
     client.addServer(BAD_HOST, 4730)
@@ -86,7 +86,7 @@ def test_threaded_add_server_refuses_a_port_that_is_not_an_integer(client: Any) 
 def test_threaded_logs_a_cause_once_per_change(
     client: Any, geard_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = free_port()
+    port = closed_port()
     caplog.set_level(logging.DEBUG, logger="gear")
 
     def attempts() -> int:
@@ -123,7 +123,7 @@ def test_threaded_logs_a_cause_once_per_change(
 
 
 def test_asyncio_wait_and_submit_name_each_server_and_cause(certs: Any, tmp_path: Path) -> None:
-    closed, tls_port = free_port(), free_port()
+    closed, tls_port = closed_port(), closed_port()
     tls, nope = missing_tls(certs, tmp_path)
     expected = {
         "127.0.0.1:%d" % closed: "connection refused",
@@ -167,7 +167,7 @@ def test_asyncio_add_server_refuses_a_port_that_is_not_an_integer() -> None:
 def test_asyncio_logs_a_cause_once_per_change(
     geard_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = free_port()
+    port = closed_port()
     caplog.set_level(logging.DEBUG, logger="gear")
 
     def attempts() -> int:
