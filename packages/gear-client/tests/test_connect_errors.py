@@ -195,3 +195,34 @@ def test_asyncio_logs_a_cause_once_per_change(
             assert len(set(warnings())) == 1
 
     run(main())
+
+
+# -- a TLS server whose certificate the client's CA did not sign -------------
+
+
+def test_tls_handshake_failure_is_named_threaded_and_asyncio(
+    geard_factory: Any, certs: Any, other_ca_certs: Any, client: Any
+) -> None:
+    srv = geard_factory(ssl_key=certs.server.key, ssl_cert=certs.server.cert, ssl_ca=certs.ca)
+    wrong = {
+        "ssl_key": other_ca_certs.client.key,
+        "ssl_cert": other_ca_certs.client.cert,
+        "ssl_ca": other_ca_certs.ca,
+    }
+    expected = "%s: TLS handshake failed: " % (srv.address,)
+    client.addServer(srv.host, srv.port, **wrong)
+    with pytest.raises(gear.TimeoutError) as info:
+        client.waitForServer(1)
+    assert expected in str(info.value)
+    assert "certificate" in str(info.value)
+
+    async def main() -> None:
+        aclient = gear.AsyncClient("why", [dict(host=srv.host, port=srv.port, **wrong)])
+        aclient.connect_timeout = 1
+        with pytest.raises(gear.NoConnectedServersError) as info:
+            async with aclient:
+                raise AssertionError("connected with the wrong CA")
+        assert info.value.errors[srv.address].startswith("TLS handshake failed: ")
+        assert "certificate" in info.value.errors[srv.address]
+
+    run(main())
