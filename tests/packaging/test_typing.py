@@ -71,6 +71,7 @@ from typing import Literal, assert_type
 import gear
 from gear.client import AsyncJob, WorkUpdate
 from gear.worker import AsyncWorkerJob
+from gear.worker.aio import Handler
 
 
 async def client_side() -> None:
@@ -95,9 +96,11 @@ async def reverse(job: AsyncWorkerJob) -> bytes:
 
 
 async def worker_side() -> None:
+    handlers: dict[str, Handler] = {"reverse": reverse}
     async with gear.AsyncWorker("typed", [("127.0.0.1", 4730)]) as worker:
         assert_type(worker, gear.AsyncWorker)
-        await worker.serve({"reverse": reverse}, 4, on_cancel="fail")
+        await worker.serve(handlers, 4, on_cancel="fail")
+        await worker.serve({b"reverse": reverse})
 """
 
 ASYNC_ERRORS = """
@@ -111,7 +114,7 @@ async def returns_an_int(job: AsyncWorkerJob) -> int:
 
 async def main(client: gear.AsyncClient, worker: gear.AsyncWorker) -> None:
     await client.call("f", b"", priority="urgent")  # type: ignore[arg-type]
-    await worker.serve({"f": returns_an_int})  # type: ignore[dict-item]
+    await worker.serve({"f": returns_an_int})  # type: ignore[arg-type]
     await worker.serve({}, on_cancel="drop")  # type: ignore[arg-type]
     n: int = (await client.call("f")).numerator  # type: ignore[attr-defined]
 """

@@ -266,7 +266,7 @@ class AsyncWorker(AsyncBase):
 
     async def serve(
         self,
-        handlers: Mapping[str | bytes, Handler],
+        handlers: Mapping[str, Handler] | Mapping[bytes, Handler],
         concurrency: int = 1,
         *,
         on_cancel: OnCancel = "requeue",
