@@ -70,8 +70,7 @@ from typing import Literal, assert_type
 
 import gear
 from gear.client import AsyncJob, WorkUpdate
-from gear.worker import AsyncWorkerJob
-from gear.worker.aio import Handler
+from gear.worker import AsyncWorkerJob, Handler
 
 
 async def client_side() -> None:
