@@ -119,6 +119,19 @@ def test_threaded_logs_a_cause_once_per_change(
     assert any(r.getMessage() == "Connected to 127.0.0.1:%d" % port for r in caplog.records)
 
 
+def test_threaded_reconnect_policy_replaces_the_fixed_delay(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gear")
+    client.reconnect_delay = 600  # one attempt only, were it still used
+    client.reconnect = gear.ReconnectPolicy(initial_delay=0.01, max_delay=0.02, jitter=0)
+    client.addServer("127.0.0.1", closed_port())
+    deadline = time.monotonic() + 10
+    while sum("Unable to connect" in r.getMessage() for r in caplog.records) < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 # -- asyncio ----------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from gear.errors import (
     TimeoutError,
 )
 from gear.packet import Packet
+from gear.reconnect import ReconnectPolicy
 from gear.tasks import Task
 from gear.util import convert_to_bytes
 
@@ -90,9 +91,14 @@ class BaseClientServer:
     it). It is read before every wait, so it can be changed at any time.
     ``connect_timeout`` bounds each attempt (10 s), so an unreachable host
     does not hold up the others; it applies to servers added afterwards.
+    Set ``reconnect`` to a :class:`gear.ReconnectPolicy` for back-off with
+    jitter instead: the wait after the ``n``-th failed pass in a row is
+    ``reconnect.delay(n)``. The connect thread still retries for ever, as in
+    gear 0.16 (``max_attempts`` is for the asyncio classes).
     """
 
     reconnect_delay: float = 2.0
+    reconnect: ReconnectPolicy | None = None
     #: Seconds one connection attempt (TCP connect and TLS handshake) may take.
     connect_timeout: float | None = 10.0
 
@@ -126,6 +132,7 @@ class BaseClientServer:
     # -- connect thread -------------------------------------------------
 
     def _doConnectLoop(self) -> None:
+        failed_passes = 0
         while self.running:
             with self.connections_condition:
                 while self.running and not self.inactive_connections:
@@ -146,10 +153,15 @@ class BaseClientServer:
                     self._failures.failed(address, describe(e, conn.connect_timeout))
                 else:
                     self._failures.connected(address)
-            if failed:
-                with self.connections_condition:
-                    if self.running:
-                        self.connections_condition.wait(self.reconnect_delay)
+            if not failed:
+                failed_passes = 0
+                continue
+            failed_passes += 1
+            policy = self.reconnect
+            delay = self.reconnect_delay if policy is None else policy.delay(failed_passes)
+            with self.connections_condition:
+                if self.running:
+                    self.connections_condition.wait(delay)
 
     def _connectOne(self, conn: Connection) -> None:
         if conn.use_ssl:
