@@ -57,7 +57,9 @@ def test_server_entries(entry: ServerEntry, options: ServerOptions) -> None:
     assert server_options(entry) == options
 
 
-@pytest.mark.parametrize("entry", ["[::1", "[::1]x", ("h",), {"port": 1}, 4730])
+@pytest.mark.parametrize(
+    "entry", ["[::1", "[::1]x", ("h",), {"port": 1}, {"host": "h", "sslkey": "k"}, 4730]
+)
 def test_bad_server_entries(entry: Any) -> None:
     with pytest.raises(gear.ConfigurationError):
         server_options(entry)

@@ -44,6 +44,11 @@ def server_options(entry: ServerEntry) -> ServerOptions:
     if isinstance(entry, dict):
         if "host" not in entry:
             raise ConfigurationError("A server entry needs a host: %r" % (entry,))
+        unknown = set(entry) - ServerOptions.__required_keys__ - ServerOptions.__optional_keys__
+        if unknown:
+            raise ConfigurationError(
+                "Unknown server option(s) %s in %r" % (", ".join(sorted(unknown)), entry)
+            )
         return entry
     if isinstance(entry, tuple):
         if len(entry) != 2:
