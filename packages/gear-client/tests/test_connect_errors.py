@@ -46,6 +46,18 @@ def missing_tls(certs: Any, tmp_path: Path) -> tuple[dict[str, str], str]:
     return {"ssl_key": certs.client.key, "ssl_cert": nope, "ssl_ca": certs.ca}, nope
 
 
+def accepted(server: Any) -> None:
+    """Wait until geard has accepted our connection, not only the kernel.
+
+    Stopped in between, geard would leave that socket open (its own issue),
+    and the client would never see the server go.
+    """
+    deadline = time.monotonic() + 10
+    while not server.server.active_connections:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
 # -- threaded ---------------------------------------------------------------
 
 
@@ -110,6 +122,7 @@ def test_threaded_logs_a_cause_once_per_change(
     server = geard_factory(port=port)
     client.waitForServer(10)
     assert client.connectErrors() == ""
+    accepted(server)
     server.stop()
     deadline = time.monotonic() + 10
     while len(warnings()) < 2:
@@ -203,6 +216,7 @@ def test_asyncio_logs_a_cause_once_per_change(
             ]
             server = geard_factory(port=port)
             await worker.wait_for_server(10)
+            await wait_until(lambda: bool(server.server.active_connections))
             server.stop()
             await wait_until(lambda: len(warnings()) == 2)
             assert len(set(warnings())) == 1
