@@ -180,7 +180,7 @@ def test_asyncio_worker_and_client(server: Geard | GearmanD, spawn: Spawn) -> No
     assert out.splitlines() == [
         "result: !oicnysa ,olleH",
         "results: ['0 boj', '1 boj', '2 boj', '3 boj', '4 boj']",
-        "update: status b'1' b'2'",
+        "update: status 1 2",
         "final: setadpu htiw",
     ]
 
