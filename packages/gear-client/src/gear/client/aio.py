@@ -143,7 +143,7 @@ class AsyncJob(BaseJob):
     @arguments.setter
     def arguments(self, value: bytes | bytearray) -> None:
         self._validate_arguments(value)
-        self._arguments = value
+        self._arguments = bytes(value)
 
     @property
     def done(self) -> bool:

@@ -110,7 +110,7 @@ class AsyncWorkerJob(BaseJob):
     @arguments.setter
     def arguments(self, value: bytes | bytearray) -> None:
         self._validate_arguments(value)
-        self._arguments = value
+        self._arguments = bytes(value)
 
     def _send(self, ptype: int, data: bytes | None) -> None:
         self._conn.send(encode_packet(_REQ, ptype, protocol.work_payload(self._handle, data)))
