@@ -11,4 +11,5 @@ pytest_plugins = [
     "fixtures.geard",
     "fixtures.gear016",
     "fixtures.peers",
+    "fixtures.pypi",
 ]

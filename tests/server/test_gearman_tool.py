@@ -98,7 +98,9 @@ def test_background_jobs_priorities_and_unique(
     uniques = gearadmin(geard, "--show-unique-jobs").splitlines()
     assert b"same" in uniques and len(uniques) == 5 and uniques[-1] == b"."
     start_worker(geard, workers, "-c", "4", "-f", "bg", "--", "cat")
-    wait_status(geard, b"bg\t0\t0\t")
+    # The worker exits after its 4 jobs; bg, with no job and no worker, is then freed.
+    wait_until(lambda: geard.server.total_jobs == 0, 15, 0.02, "bg jobs never ran")
+    wait_until(lambda: b"bg\t" not in gearadmin(geard, "--status"), 15, 0.05, "bg not freed")
 
 
 def test_gearadmin_commands(geard: Geard, workers: list[subprocess.Popen[bytes]]) -> None:

@@ -309,3 +309,47 @@ class TestACL:
             assert acl.canInvoke(subject, subject) is (fields["invoke"] is not None)
             assert acl.canRegister(subject, subject) is (fields["register"] is not None)
             assert acl.canGrant(subject) is (fields["grant"] is True)
+
+
+class TestEndAnchor:
+    """``$`` is the end of the name: Python's ``$`` also matches before a final newline."""
+
+    @pytest.mark.parametrize(
+        "pattern, name, allowed",
+        [
+            ("^a$", "a", True),
+            ("^a$", "a\n", False),
+            ("a$|b$", "b\n", False),
+            ("foo", "foobar", True),  # still anchored at the start only, as in gear 0.16
+            ("foo", "foo\n", True),
+            (r"cost\$", "cost$", True),  # an escaped $ is a character
+            ("[$]x", "$x", True),  # so is a $ in a class
+            ("[^$]$", "a\n", False),
+            ("[]$]", "]", True),
+        ],
+    )
+    def test_dollar(self, pattern: str, name: str, allowed: bool) -> None:
+        entry = ACLEntry("s", register=pattern, invoke=pattern)
+        assert entry.canRegister(name) is allowed
+        assert entry.canInvoke(name) is allowed
+        assert entry.register == pattern  # the source is kept as written
+
+
+class TestAdminPermission:
+    def test_admin_grant_and_revoke(self) -> None:
+        acl = ACL()
+        assert not acl.canAdmin("ops")
+        acl.grantAdmin("ops")
+        assert acl.canAdmin("ops") and not acl.canGrant("ops")
+        assert not acl.canAdmin(None) and not acl.canAdmin("other")
+        acl.revokeAdmin("ops")
+        assert "ops" not in acl.subjects  # an entry left empty is dropped
+
+    def test_grant_implies_admin(self) -> None:
+        acl = ACL()
+        acl.add(ACLEntry("granter", grant=True))
+        assert acl.canAdmin("granter")
+
+    def test_admin_entry_is_not_empty(self) -> None:
+        assert not ACLEntry("ops", admin=True).isEmpty()
+        assert ACLEntry("nobody").isEmpty()

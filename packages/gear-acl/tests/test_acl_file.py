@@ -138,7 +138,7 @@ def test_unknown_key(tmp_path: Path) -> None:
         load_acl_file(path)
     assert str(info.value) == (
         "ACL file %s, section [w], key 'regsiter': unknown key "
-        "(expected register, invoke or grant)" % path
+        "(expected register, invoke, grant or admin)" % path
     )
 
 
@@ -208,3 +208,11 @@ def _compiles(pattern: str) -> bool:
     except re.error:
         return False
     return True
+
+
+def test_admin_key(tmp_path: Path) -> None:
+    acl = load_acl_file(write(tmp_path, "[ops]\nadmin = yes\n[tenant]\ninvoke = x\n"))
+    assert acl.subjects["ops"].admin is True and acl.canAdmin("ops")
+    assert acl.subjects["tenant"].admin is False and not acl.canAdmin("tenant")
+    with pytest.raises(ACLError, match=r"key 'admin'.*not a boolean"):
+        load_acl_file(write(tmp_path, "[ops]\nadmin = maybe\n"))

@@ -79,6 +79,37 @@ def test_exception_with_option(server: Any, harness: Any) -> None:
     assert job.data == []
 
 
+def test_exception_reaches_a_client_that_set_no_option(server: Any, harness: Any) -> None:
+    """The client asks for ``exceptions`` on every connect (gearmand and geard
+    send WORK_FAIL instead to clients that did not), so gear 0.16 code that
+    never called ``setOption`` still sees ``job.exception``."""
+    worker = harness.worker(server, functions=("raises",), cls=gear.TextWorker)
+    harness.serve(worker, lambda job: job.sendWorkException("work failed: " + job.arguments))
+    client = harness.client(server)
+    assert client.options == set()
+    conn = client.active_connections[0]
+    assert conn.options == {b"exceptions"}
+    job = gear.TextJob("raises", "first")
+    client.submitJob(job)
+    assert job.wait(T)
+    assert job.complete and job.failure and job.exception == "work failed: first"
+    assert job.data == []
+    # Asked again after a reconnect: the option belongs to the connection.
+    server.stop()
+    with client.connections_condition:
+        assert client.connections_condition.wait_for(
+            lambda: conn not in client.active_connections, T
+        )
+    server.restart()
+    client.waitForServer(T)
+    worker.waitForServer(T)
+    assert conn.options == {b"exceptions"}
+    binary = gear.Job("raises", b"again")
+    client.submitJob(binary)
+    assert binary.wait(T)
+    assert binary.failure and binary.exception == b"work failed: again"
+
+
 def test_unknown_option_is_refused_without_breaking_submits(server: Any, harness: Any) -> None:
     worker = harness.worker(server, functions=("reverse",))
     harness.serve(worker, reverse)

@@ -62,11 +62,65 @@ def test_connect_sets_state(gearmand: object) -> None:
     conn.connect()
     try:
         assert conn.connected and conn.connect_time is not None
-        assert conn.conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert not conn.conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert conn.conn.gettimeout() is None
         assert repr(conn).endswith("host: %s port: %s>" % (conn.host, conn.port))
     finally:
         conn.disconnect()
     assert not conn.connected and conn.state == "INIT"
+    conn.tcp_nodelay = True
+    conn.connect_timeout = 5
+    conn.connect()
+    try:
+        assert conn.conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert conn.conn.gettimeout() is None
+    finally:
+        conn.disconnect()
+
+
+class MinimalSocket:
+    """A stand-in for ``socket.socket`` with only what gear 0.16's connect used.
+
+    Code under test patches ``socket.socket`` with objects like this; it
+    talks to the real server through a real socket it does not expose.
+    """
+
+    def __init__(self, family: int, type: int, proto: int = 0) -> None:
+        self._sock = real_socket(family, type, proto)
+
+    def connect(self, address: object) -> None:
+        self._sock.connect(address)
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
+
+    def send(self, data: bytes) -> int:
+        return self._sock.send(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+real_socket = socket.socket
+
+
+def test_connect_needs_only_a_minimal_socket(
+    gearmand: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "socket", MinimalSocket)
+    conn = gear.Connection("127.0.0.1", gearmand.port)  # type: ignore[attr-defined]
+    conn.connect()
+    try:
+        assert isinstance(conn.conn, MinimalSocket)
+        conn.sendPacket(gear.Packet(constants.REQ, constants.ECHO_REQ, b"minimal"))
+        reply = conn.readPacket()
+        assert isinstance(reply, gear.Packet)
+        assert (reply.ptype, reply.data) == (constants.ECHO_RES, b"minimal")
+    finally:
+        conn.disconnect()
 
 
 def test_connect_failure_raises_gear_connection_error() -> None:

@@ -32,6 +32,10 @@ EXTENSIONS = {
     "MsgpackCodec",
     "RemoteError",
     "testing",
+    "JobFailedError",
+    "JobExceptionError",
+    "ReconnectPolicy",
+    "ServerOptions",
 }
 
 

@@ -44,6 +44,16 @@ def test_packet_get_job_uses_the_connection() -> None:
         gear.Packet(constants.RES, constants.WORK_DATA, b"H:2\x00x", conn).getJob()
 
 
+def test_packet_takes_extra_attributes() -> None:
+    """gear 0.16 code tags packets and stubs ``getJob``; slots must not refuse it."""
+    p = gear.Packet(constants.RES, constants.WORK_DATA, b"H:1\x00x")
+    job = object()
+    p.getJob = lambda: job  # type: ignore[method-assign]
+    p.note = "seen"  # type: ignore[attr-defined]
+    assert p.getJob() is job and p.note == "seen"  # type: ignore[attr-defined]
+    assert p == gear.Packet(constants.RES, constants.WORK_DATA, b"H:1\x00x")
+
+
 def test_admin_request_base_is_abstract() -> None:
     with pytest.raises(NotImplementedError):
         gear.AdminRequest()
@@ -77,6 +87,24 @@ def test_multi_line_reply_completion() -> None:
     assert empty.isComplete(b".\n") == (True, b"")
     crlf = gear.WorkersAdminRequest()
     assert crlf.isComplete(b"1 ::1 - : \r\n.\r\n") == (True, b"")
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_empty_listing_completes_after_partial_reads(newline: bytes) -> None:
+    r = gear.StatusAdminRequest()
+    assert r.isComplete(b"") == (False, None)
+    assert r.isComplete(b".") == (False, None)
+    if newline == b"\r\n":
+        assert r.isComplete(b".\r") == (False, None)
+    assert r.isComplete(b"." + newline + b"next") == (True, b"next")
+    assert r.response == b"." + newline
+
+
+def test_err_line_completes_after_partial_reads() -> None:
+    r = gear.WorkersAdminRequest()
+    for part in (b"", b"E", b"ERR", b"ERR UNKNOWN_COMMAND"):
+        assert r.isComplete(part) == (False, None)
+    assert r.isComplete(b"ERR UNKNOWN_COMMAND x\n") == (True, b"")
 
 
 def test_err_line_completes_a_multi_line_request() -> None:

@@ -186,7 +186,9 @@ def test_get_status_and_unique(geard: Geard) -> None:
     with RawGearman(geard.port) as c, worker(geard, b"s") as w:
         h = c.submit(b"s", b"", b"uniq-1", C.SUBMIT_JOB_BG)
         c.send(C.GET_STATUS, h)
-        assert c.expect(C.STATUS_RES) == h + b"\x001\x000\x00\x00"
+        assert c.expect(C.STATUS_RES) == h + b"\x001\x000\x000\x000"
+        c.send(C.GET_STATUS_UNIQUE, b"uniq-1")
+        assert c.expect(C.STATUS_RES_UNIQUE) == b"uniq-1\x001\x000\x000\x000\x000"
         w.grab()
         w.send(C.WORK_STATUS, h + b"\x003\x0010")
         c.send(C.GET_STATUS, h)
@@ -194,9 +196,9 @@ def test_get_status_and_unique(geard: Geard) -> None:
         c.send(C.GET_STATUS_UNIQUE, b"uniq-1")
         assert c.expect(C.STATUS_RES_UNIQUE) == b"uniq-1\x001\x001\x003\x0010\x000"
         c.send(C.GET_STATUS, b"H:nope:1")
-        assert c.expect(C.STATUS_RES) == b"H:nope:1\x000\x000\x00\x00"
+        assert c.expect(C.STATUS_RES) == b"H:nope:1\x000\x000\x000\x000"
         c.send(C.GET_STATUS_UNIQUE, b"nope")
-        assert c.expect(C.STATUS_RES_UNIQUE) == b"nope\x000\x000\x00\x00\x000"
+        assert c.expect(C.STATUS_RES_UNIQUE) == b"nope\x000\x000\x000\x000\x000"
 
 
 def test_echo_set_client_id_all_yours(geard: Geard) -> None:
@@ -226,7 +228,7 @@ def test_submit_job_epoch(geard: Geard) -> None:
         assert w.grab()[0] == h_now
         assert w.grab() == []
         c.send(C.GET_STATUS, h_later)
-        assert c.expect(C.STATUS_RES) == h_later + b"\x001\x000\x00\x00"
+        assert c.expect(C.STATUS_RES) == h_later + b"\x001\x000\x000\x000"
         w.send(C.PRE_SLEEP)
         assert w.expect(C.NOOP, timeout=5) == b""
         assert w.grab()[0] == h_later
@@ -348,6 +350,26 @@ def test_maxqueue_enforced(geard: Geard) -> None:
         c.submit(b"mq", b"3", b"", C.SUBMIT_JOB_BG)
         assert c.admin("maxqueue mq") == b"OK\n"
         assert geard.server.total_jobs == 3
+
+
+def test_maxqueue_negative_size_is_unlimited(geard: Geard) -> None:
+    with RawGearman(geard.port) as c:
+        assert c.admin("maxqueue mq 1") == b"OK\n"
+        c.submit(b"mq", b"1", b"", C.SUBMIT_JOB_BG)
+        c.send(C.SUBMIT_JOB_BG, b"mq\0\x002")
+        assert c.expect(C.ERROR).startswith(b"QUEUE_FULL\0")
+        assert c.admin("maxqueue mq -1") == b"OK\n"
+        for n in range(2, 5):
+            c.submit(b"mq", b"%d" % n, b"", C.SUBMIT_JOB_BG)
+        # Three sizes: high unlimited (negative), normal full at 4, low 1.
+        assert c.admin("maxqueue mq -5 4 1") == b"OK\n"
+        c.submit(b"mq", b"high", b"", C.SUBMIT_JOB_HIGH_BG)
+        c.send(C.SUBMIT_JOB_BG, b"mq\0\x005")
+        assert c.expect(C.ERROR).startswith(b"QUEUE_FULL\0")
+        c.submit(b"mq", b"low", b"", C.SUBMIT_JOB_LOW_BG)
+        c.send(C.SUBMIT_JOB_LOW_BG, b"mq\0\x00low2")
+        assert c.expect(C.ERROR).startswith(b"QUEUE_FULL\0")
+    assert geard.server.total_jobs == 6
 
 
 def test_queue_store_seam(geard_factory) -> None:  # type: ignore[no-untyped-def]

@@ -76,6 +76,27 @@ def test_functions_resent_after_reconnect(worker: Any, gearmand: Any) -> None:
         client.shutdown()
 
 
+def test_str_function_records_resent_after_reconnect(worker: Any, gearmand: Any) -> None:
+    """FunctionRecord keeps a str name as given; the reconnect greeting encodes it."""
+    worker.setFunctions([gear.FunctionRecord("text-name"), gear.FunctionRecord(b"bin", 30)])
+    assert [r.name for r in worker.functions.values()] == ["text-name", b"bin"]
+    conn = worker.active_connections[0]
+    gearmand.kill()
+    gearmand.restart()
+    client = gear.Client("records-client")
+    try:
+        client.addServer(gearmand.host, gearmand.port)
+        client.waitForServer(T)
+        job = gear.Job("text-name", b"1")
+        client.submitJob(job)
+        wjob = worker.getJob(timeout=T)
+        assert wjob.connection is conn and wjob.name == "text-name"
+        wjob.sendWorkComplete(b"ok")
+        assert job.wait(T) and job.data == [b"ok"]
+    finally:
+        client.shutdown()
+
+
 def test_send_on_lost_connection_raises(worker: Any, gearmand: Any) -> None:
     worker.registerFunction("lost")
     client = gear.Client("lost-client")

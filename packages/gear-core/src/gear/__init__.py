@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 from gear import constants as constants
+from gear._server_spec import (
+    ServerOptions as ServerOptions,
+)
 from gear._version import (
     __version__ as __version__,
 )
@@ -47,6 +50,8 @@ from gear.errors import (
     GearmanError as GearmanError,
     InterruptedError as InterruptedError,
     InvalidDataError as InvalidDataError,
+    JobExceptionError as JobExceptionError,
+    JobFailedError as JobFailedError,
     NoConnectedServersError as NoConnectedServersError,
     RemoteError as RemoteError,
     RetryIOError as RetryIOError,
@@ -70,6 +75,9 @@ from gear.payload import (
     Codec as Codec,
     JSONCodec as JSONCodec,
     MsgpackCodec as MsgpackCodec,
+)
+from gear.reconnect import (
+    ReconnectPolicy as ReconnectPolicy,
 )
 from gear.tasks import (
     OptionReqTask as OptionReqTask,
@@ -161,6 +169,8 @@ _CORE_NAMES = [
     "InterruptedError",
     "InvalidDataError",
     "JSONCodec",
+    "JobExceptionError",
+    "JobFailedError",
     "MsgpackCodec",
     "NoConnectedServersError",
     "NonBlockingConnection",
@@ -169,10 +179,12 @@ _CORE_NAMES = [
     "PRECEDENCE_LOW",
     "PRECEDENCE_NORMAL",
     "Packet",
+    "ReconnectPolicy",
     "RemoteError",
     "RetryIOError",
     "ServerAdminRequest",
     "ServerConnection",
+    "ServerOptions",
     "ShowJobsAdminRequest",
     "ShowUniqueJobsAdminRequest",
     "StatusAdminRequest",

@@ -7,7 +7,7 @@ lands in :attr:`AdminRequest.response` as raw bytes, terminator included.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gear.util import convert_to_bytes
 
@@ -41,7 +41,7 @@ class AdminRequest:
     arguments: tuple[bytes, ...] = ()
     response: bytes | None = None
 
-    def __init__(self, *arguments: Any) -> None:
+    def __init__(self, *arguments: str | bytes) -> None:
         if type(self) is AdminRequest:
             raise NotImplementedError("AdminRequest must be subclassed")
         self.wait_event = threading.Event()
@@ -60,17 +60,20 @@ class AdminRequest:
         return command + b"\n"
 
     def isComplete(self, data: bytes) -> tuple[bool, bytes | None]:
-        """Check a growing reply; return ``(True, rest)`` once it is whole."""
-        if self._scan == 0:
-            for lone in (b".\n", b".\r\n"):
-                if data.startswith(lone):
-                    self.response = data[: len(lone)]
-                    return True, data[len(lone) :]
-            if data.startswith(_ERR):
-                end = data.find(b"\n")
-                if end >= 0:
-                    self.response = data[: end + 1]
-                    return True, data[end + 1 :]
+        """Check a growing reply; return ``(True, rest)`` once it is whole.
+
+        The start of ``data`` is checked on every call, not only the first:
+        an empty listing may arrive a byte at a time (``.`` then ``\\n``).
+        """
+        for lone in (b".\n", b".\r\n"):
+            if data.startswith(lone):
+                self.response = data[: len(lone)]
+                return True, data[len(lone) :]
+        if data.startswith(_ERR):
+            end = data.find(b"\n")
+            if end >= 0:
+                self.response = data[: end + 1]
+                return True, data[end + 1 :]
         best: tuple[int, int] | None = None
         start = max(self._scan - 4, 0)
         for terminator in (b"\n.\n", b"\r\n.\r\n"):

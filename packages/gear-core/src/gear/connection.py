@@ -26,6 +26,7 @@ from gear.errors import (
     RetryIOError,
     TimeoutError,
 )
+from gear.job import BaseJob
 from gear.packet import Packet
 from gear.tasks import Task
 from gear.tls import load_context, peer_common_name
@@ -56,6 +57,10 @@ class Connection:
     #: limit, minutes for an unreachable host). Clients and workers set it so
     #: one dead server does not hold up reconnecting to the others.
     connect_timeout: float | None = None
+    #: Turn off Nagle's algorithm on TCP connections. Off by default, so
+    #: ``connect()`` needs no more of a (patched) socket than gear 0.16's
+    #: did; clients and workers turn it on for the connections they make.
+    tcp_nodelay: bool = False
 
     def __init__(
         self,
@@ -83,10 +88,12 @@ class Connection:
         self.use_ssl = bool(ssl_key and ssl_cert and ssl_ca)
         self.echo_lock = threading.Lock()
         self.send_lock = threading.Lock()
+        #: The socket (None when not connected). Typed Any because gear 0.16
+        #: code may patch ``socket.socket`` with its own socket-like class.
         self.conn: Any = None
         self.connected = False
         self.connect_time: float | None = None
-        self.related_jobs: dict[bytes, Any] = {}
+        self.related_jobs: dict[bytes, BaseJob] = {}
         self.pending_tasks: list[Task] = []
         self.admin_requests: list[AdminRequest] = []
         self.echo_conditions: dict[bytes, threading.Condition] = {}
@@ -137,14 +144,17 @@ class Connection:
                 context = load_context(str(self.ssl_key), str(self.ssl_cert), str(self.ssl_ca))
                 sock = context.wrap_socket(sock, server_hostname=self.host)
             try:
-                sock.settimeout(self.connect_timeout)
-                sock.connect(sockaddr)
-                sock.settimeout(None)
+                if self.connect_timeout is None:
+                    sock.connect(sockaddr)
+                else:
+                    sock.settimeout(self.connect_timeout)
+                    sock.connect(sockaddr)
+                    sock.settimeout(None)
             except OSError as e:
                 last_error = e
                 sock.close()
                 continue
-            if family in (socket.AF_INET, socket.AF_INET6):
+            if self.tcp_nodelay and family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         self.log.debug("Unable to open socket to %s:%s: %s", self.host, self.port, last_error)
@@ -410,7 +420,11 @@ class ServerConnection(NonBlockingConnection):
     """
 
     def __init__(
-        self, addr: tuple[Any, ...], conn: Any, use_ssl: bool, client_id: str | bytes | None
+        self,
+        addr: tuple[str, int] | tuple[str, int, int, int],
+        conn: socket.socket,
+        use_ssl: bool,
+        client_id: str | bytes | None,
     ) -> None:
         super().__init__(addr[0], addr[1], client_id=client_id)
         if client_id:

@@ -11,6 +11,7 @@ that are not valid Gearman.
 """
 
 import builtins
+from collections.abc import Mapping
 from typing import ClassVar
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "LineTooLongError",
     "InvalidArgumentsError",
     "JobFailedError",
+    "JobExceptionError",
     "RemoteError",
 ]
 
@@ -53,7 +55,15 @@ class ConfigurationError(Exception):
 
 
 class NoConnectedServersError(Exception):
-    """There is no connected server to send a request to."""
+    """There is no connected server to send a request to.
+
+    ``errors`` maps each server (``"host:port"``) to the last reason it could
+    not be reached, when that is known; the message names them too.
+    """
+
+    def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: dict[str, str] = dict(errors or {})
 
 
 class UnknownJobError(Exception):
@@ -131,19 +141,33 @@ class JobFailedError(GearmanError):
         self.exception = exception
 
 
-class RemoteError(JobFailedError):
-    """A worker's handler raised; the job ended with a structured WORK_EXCEPTION.
+class JobExceptionError(JobFailedError):
+    """A job ended with WORK_EXCEPTION; ``exception`` holds its payload (bytes).
+
+    A kind of :class:`JobFailedError`, so code that catches every failed job
+    keeps working.
+    """
+
+    exception: bytes
+
+    def __init__(self, message: str, exception: bytes) -> None:
+        super().__init__(message, exception)
+
+
+class RemoteError(JobExceptionError):
+    """A handler raised, and its worker sent the structured WORK_EXCEPTION payload.
 
     ``type_name`` is the remote exception's class (``"ValueError"``,
     ``"myapp.errors.QuotaExceeded"``) and ``message`` its text; the remote
     class itself is never imported or rebuilt here. ``exception`` holds the
-    raw payload (see :mod:`gear.payload` for its format).
+    raw payload (see :mod:`gear.payload` for its format). A kind of
+    :class:`JobExceptionError`, so code catching that keeps working.
     """
 
-    def __init__(self, type_name: str, message: str, exception: bytes | None = None) -> None:
+    def __init__(self, type_name: str, message: str, exception: bytes = b"") -> None:
         super().__init__("%s: %s" % (type_name, message) if message else type_name, exception)
         self.type_name = type_name
         self.message = message
 
-    def __reduce__(self) -> tuple[type["RemoteError"], tuple[str, str, bytes | None]]:
+    def __reduce__(self) -> tuple[type["RemoteError"], tuple[str, str, bytes]]:
         return type(self), (self.type_name, self.message, self.exception)

@@ -7,7 +7,7 @@ present them as ``str`` and ``BaseBinaryJob`` keeps the name as bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, SupportsIndex
+from typing import TYPE_CHECKING, SupportsIndex
 
 from gear.util import convert_to_bytes
 
@@ -18,7 +18,11 @@ __all__ = ["BaseJob", "BaseBinaryJob", "TextJobArguments", "TextJobUnique", "Tex
 
 
 class BaseJob:
-    """A job's identity: function name, arguments, unique id and handle."""
+    """A job's identity: function name, arguments, unique id and handle.
+
+    ``name`` and ``unique`` may be given as ``str`` or bytes and are kept
+    as bytes; ``arguments`` must be bytes (or a bytearray, kept as bytes).
+    """
 
     def __init__(
         self,
@@ -27,40 +31,41 @@ class BaseJob:
         unique: str | bytes | None = None,
         handle: bytes | None = None,
     ) -> None:
-        self._name = convert_to_bytes(name)
+        self._name: bytes = convert_to_bytes(name)
         self._validate_arguments(arguments)
-        self._arguments: bytes | bytearray = convert_to_bytes(arguments)
-        self._unique = convert_to_bytes(unique)
-        self.handle = handle
+        # The Text variants pass str here (their check lets it through).
+        self._arguments: bytes = _bytes(convert_to_bytes(arguments))
+        self._unique: bytes | None = convert_to_bytes(unique)
+        self.handle: bytes | None = handle
         self.connection: Connection | None = None
 
-    def _validate_arguments(self, arguments: Any) -> None:
+    def _validate_arguments(self, arguments: object) -> None:
         if not isinstance(arguments, (bytes, bytearray)):
             raise TypeError("arguments must be of type bytes or bytearray")
 
     @property
-    def arguments(self) -> Any:
+    def arguments(self) -> bytes:
+        """The job's arguments (``str`` on the Text variants)."""
         return self._arguments
 
     @arguments.setter
-    def arguments(self, value: Any) -> None:
+    def arguments(self, value: bytes | bytearray) -> None:
         self._validate_arguments(value)
-        self._arguments = value
+        self._arguments = _bytes(value)
 
     @property
-    def unique(self) -> Any:
+    def unique(self) -> bytes | None:
+        """The unique id, or None (``str`` on the Text variants)."""
         return self._unique
 
     @unique.setter
-    def unique(self, value: Any) -> None:
-        self._unique = value
+    def unique(self, value: str | bytes | None) -> None:
+        self._unique = convert_to_bytes(value)
 
     @property
-    def name(self) -> Any:
+    def name(self) -> str:
         """The function name as ``str`` (``bytes`` on Binary jobs)."""
-        if isinstance(self._name, bytes):
-            return self._name.decode("utf8")
-        return self._name
+        return self._name.decode("utf8")
 
     @name.setter
     def name(self, value: str | bytes) -> None:
@@ -72,7 +77,7 @@ class BaseJob:
 
     @property
     def binary_arguments(self) -> bytes:
-        return bytes(self._arguments)
+        return self._arguments
 
     @property
     def binary_unique(self) -> bytes | None:
@@ -93,7 +98,7 @@ class BaseBinaryJob:
     _name: bytes
 
     @property
-    def name(self) -> Any:
+    def name(self) -> bytes:
         return self._name
 
     @name.setter
@@ -102,25 +107,22 @@ class BaseBinaryJob:
 
 
 class TextJobArguments:
-    """Mixin: ``arguments`` is ``str``; bytes and str are accepted."""
+    """Mixin: ``arguments`` is ``str``; str, bytes and bytearray are accepted."""
 
-    _arguments: bytes | bytearray
+    _arguments: bytes
 
-    def _validate_arguments(self, arguments: Any) -> None:
+    def _validate_arguments(self, arguments: object) -> None:
         if not isinstance(arguments, (bytes, bytearray, str)):
             raise TypeError("arguments must be of type str, bytes or bytearray")
 
     @property
-    def arguments(self) -> Any:
-        args = self._arguments
-        if isinstance(args, (bytes, bytearray)):
-            return bytes(args).decode("utf8")
-        return args
+    def arguments(self) -> str:
+        return self._arguments.decode("utf8")
 
     @arguments.setter
-    def arguments(self, value: Any) -> None:
+    def arguments(self, value: str | bytes | bytearray) -> None:
         self._validate_arguments(value)
-        self._arguments = convert_to_bytes(value)
+        self._arguments = _bytes(convert_to_bytes(value))
 
 
 class TextJobUnique:
@@ -129,30 +131,34 @@ class TextJobUnique:
     _unique: bytes | None
 
     @property
-    def unique(self) -> Any:
-        if isinstance(self._unique, bytes):
-            return self._unique.decode("utf8")
-        return self._unique
+    def unique(self) -> str | None:
+        if self._unique is None:
+            return None
+        return self._unique.decode("utf8")
 
     @unique.setter
-    def unique(self, value: Any) -> None:
+    def unique(self, value: str | bytes | None) -> None:
         self._unique = convert_to_bytes(value)
 
 
-def _text(item: Any) -> Any:
+def _bytes(data: bytes | bytearray) -> bytes:
+    return data if type(data) is bytes else bytes(data)
+
+
+def _text(item: str | bytes | bytearray) -> str:
     if isinstance(item, (bytes, bytearray)):
         return bytes(item).decode("utf8")
     return item
 
 
-class TextList(list[Any]):
-    """A list that stores bytes items decoded to ``str``."""
+class TextList(list[str]):
+    """A list of ``str`` that decodes bytes items (UTF-8) as they are added."""
 
-    def append(self, item: Any) -> None:
+    def append(self, item: str | bytes | bytearray) -> None:
         super().append(_text(item))
 
-    def extend(self, items: Iterable[Any]) -> None:
+    def extend(self, items: Iterable[str | bytes | bytearray]) -> None:
         super().extend(_text(item) for item in items)
 
-    def insert(self, index: SupportsIndex, item: Any) -> None:
+    def insert(self, index: SupportsIndex, item: str | bytes | bytearray) -> None:
         super().insert(index, _text(item))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gear import constants
 from gear.codec import _HEADER
@@ -10,6 +10,7 @@ from gear.errors import InvalidDataError, UnknownJobError
 
 if TYPE_CHECKING:
     from gear.connection import Connection
+    from gear.job import BaseJob
 
 __all__ = ["Packet"]
 
@@ -49,10 +50,12 @@ _FUNCTION_ONLY = frozenset({constants.CAN_DO, constants.CANT_DO, constants.CAN_D
 class Packet:
     """A binary packet: magic ``code``, type ``ptype`` and payload ``data``.
 
-    ``connection`` is the connection it arrived on, if any.
+    ``connection`` is the connection it arrived on, if any. Instances take
+    extra attributes, as gear 0.16's did (code that tags packets, or stubs
+    ``getJob`` in tests, keeps working); the four fields stay slots.
     """
 
-    __slots__ = ("code", "connection", "data", "ptype")
+    __slots__ = ("__dict__", "code", "connection", "data", "ptype")
 
     def __init__(
         self,
@@ -119,8 +122,11 @@ class Packet:
             raise IndexError("packet argument index out of range")
         return parts[index]
 
-    def getJob(self) -> Any:
-        """Return the job named by argument 0 among the connection's jobs."""
+    def getJob(self) -> BaseJob:
+        """Return the job named by argument 0 among the connection's jobs.
+
+        On a client connection that is the :class:`gear.Job` submitted there.
+        """
         handle = self.getArgument(0)
         jobs = self.connection.related_jobs if self.connection is not None else {}
         job = jobs.get(handle)

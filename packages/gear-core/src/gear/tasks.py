@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gear.job import BaseJob
 
 __all__ = ["Task", "SubmitJobTask", "OptionReqTask"]
 
@@ -25,7 +28,7 @@ class Task:
 class SubmitJobTask(Task):
     """A SUBMIT_JOB* waiting for JOB_CREATED (or ERROR)."""
 
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: BaseJob) -> None:
         super().__init__()
         self.job = job
 

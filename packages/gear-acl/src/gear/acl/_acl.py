@@ -29,9 +29,46 @@ def _compile(pattern: str | bytes | None) -> _Rule:
         # An empty pattern would match every name; it grants nothing instead.
         return source, None
     try:
-        return source, re.compile(source)
+        return source, re.compile(_strict_end(source))
     except re.error as e:
         raise ACLError("Invalid regular expression %r: %s" % (source, e)) from None
+
+
+def _strict_end(source: str) -> str:
+    """Rewrite each ``$`` anchor as ``\\Z``.
+
+    Python's ``$`` also matches before a trailing newline, so ``^a$`` would
+    admit the function ``a\\n``. Escapes and character classes are copied as
+    they are; only a bare ``$`` is an anchor.
+    """
+    out: list[str] = []
+    i, n = 0, len(source)
+    in_class = False
+    while i < n:
+        c = source[i]
+        if c == "\\":
+            out.append(source[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            if source[i : i + 1] == "^":
+                out.append("^")
+                i += 1
+            if source[i : i + 1] == "]":  # a leading ] is a literal
+                out.append("]")
+                i += 1
+            continue
+        elif c == "$":
+            c = "\\Z"
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def _matches(rule: _Rule, name: str | bytes) -> bool:
@@ -44,10 +81,14 @@ class ACLEntry:
 
     ``register`` and ``invoke`` are regular expression sources (or None for
     no permission) matched with :func:`re.match`, so they are anchored at the
-    start only: ``foo`` allows ``foobar``; add ``$`` to match exactly.
-    ``grant`` allows changing other subjects' entries through the admin
-    protocol. Assigning to ``register`` or ``invoke`` compiles the pattern,
-    and an invalid pattern raises :class:`gear.ACLError` and changes nothing.
+    start only: ``foo`` allows ``foobar``; add ``$`` to match exactly
+    (``$`` matches only at the very end of the name, never before a final
+    newline). ``grant`` allows changing other subjects' entries through the
+    admin protocol; ``admin`` allows the admin commands that change the
+    server (``shutdown``, ``maxqueue``, ``create function``, ``drop
+    function``, ``cancel job`` on any function), which ``grant`` also
+    allows. Assigning to ``register`` or ``invoke`` compiles the pattern, and
+    an invalid pattern raises :class:`gear.ACLError` and changes nothing.
     """
 
     def __init__(
@@ -56,11 +97,13 @@ class ACLEntry:
         register: str | None = None,
         invoke: str | None = None,
         grant: bool | None = False,
+        admin: bool = False,
     ) -> None:
         self.subject = subject
         self._register: _Rule = _compile(register)
         self._invoke: _Rule = _compile(invoke)
         self.grant = grant
+        self.admin = admin
 
     def __repr__(self) -> str:
         return "<ACLEntry for %s register=%s invoke=%s grant=%s>" % (
@@ -90,7 +133,9 @@ class ACLEntry:
 
     def isEmpty(self) -> bool:
         """True if the entry grants nothing and may be dropped (``grant=None`` is kept)."""
-        return self.register is None and self.invoke is None and self.grant is False
+        return (
+            self.register is None and self.invoke is None and self.grant is False and not self.admin
+        )
 
     def canRegister(self, name: str) -> bool:
         """May this subject register (CAN_DO) the function ``name``?"""
@@ -172,6 +217,15 @@ class ACL:
             entry = self._get(subject)
             return entry is not None and bool(entry.grant)
 
+    def canAdmin(self, subject: str | None) -> bool:
+        """May ``subject`` run admin commands that change the server?
+
+        ``grant`` implies it: a subject that may grant could grant itself this.
+        """
+        with self._lock:
+            entry = self._get(subject)
+            return entry is not None and bool(entry.admin or entry.grant)
+
     def _entry(self, subject: str) -> ACLEntry:
         entry = self.subjects.get(subject)
         if entry is None:
@@ -195,6 +249,11 @@ class ACL:
         with self._lock:
             self._entry(subject).grant = True
 
+    def grantAdmin(self, subject: str) -> None:
+        """Allow ``subject`` the admin commands that change the server."""
+        with self._lock:
+            self._entry(subject).admin = True
+
     def _revoke(self, subject: str, field: str, value: object) -> None:
         with self._lock:
             entry = self.subjects.get(subject)
@@ -215,6 +274,10 @@ class ACL:
     def revokeGrant(self, subject: str) -> None:
         """Clear the grant permission; an entry left empty is deleted."""
         self._revoke(subject, "grant", False)
+
+    def revokeAdmin(self, subject: str) -> None:
+        """Clear the admin permission; an entry left empty is deleted."""
+        self._revoke(subject, "admin", False)
 
 
 ACL.__module__ = "gear"

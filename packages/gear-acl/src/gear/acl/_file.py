@@ -9,7 +9,7 @@ from gear.acl._acl import ACL, ACLEntry, ACLError
 
 __all__ = ["load_acl_file"]
 
-_KEYS = ("register", "invoke", "grant")
+_KEYS = ("register", "invoke", "grant", "admin")
 
 
 def _where(path: str, section: str, key: str | None = None) -> str:
@@ -23,7 +23,8 @@ def _check_keys(path: str, section: str, keys: list[str]) -> None:
     for key in keys:
         if key not in _KEYS:
             raise ACLError(
-                "%s: unknown key (expected register, invoke or grant)" % _where(path, section, key)
+                "%s: unknown key (expected register, invoke, grant or admin)"
+                % _where(path, section, key)
             )
 
 
@@ -35,14 +36,15 @@ def _entry(parser: configparser.RawConfigParser, path: str, section: str) -> ACL
                 setattr(entry, key, parser.get(section, key))
             except ACLError as e:
                 raise ACLError("%s: %s" % (_where(path, section, key), e)) from None
-    if parser.has_option(section, "grant"):
-        try:
-            entry.grant = parser.getboolean(section, "grant")
-        except ValueError:
-            raise ACLError(
-                "%s: %r is not a boolean (use true/false, yes/no, on/off or 1/0)"
-                % (_where(path, section, "grant"), parser.get(section, "grant"))
-            ) from None
+    for key in ("grant", "admin"):
+        if parser.has_option(section, key):
+            try:
+                setattr(entry, key, parser.getboolean(section, key))
+            except ValueError:
+                raise ACLError(
+                    "%s: %r is not a boolean (use true/false, yes/no, on/off or 1/0)"
+                    % (_where(path, section, key), parser.get(section, key))
+                ) from None
     return entry
 
 
@@ -50,8 +52,9 @@ def load_acl_file(path: str | os.PathLike[str]) -> ACL:
     """Read an ACL file (gear 0.16's format) and return a new :class:`gear.ACL`.
 
     Each section is a subject (a certificate Common Name, case-sensitive)
-    with the optional keys ``register`` and ``invoke`` (regular expressions)
-    and ``grant`` (a boolean; absent means None). ``[DEFAULT]`` supplies
+    with the optional keys ``register`` and ``invoke`` (regular expressions),
+    ``grant`` (a boolean; absent means None) and ``admin`` (a boolean: the
+    admin commands that change the server). ``[DEFAULT]`` supplies
     keys to every section. Unlike gear 0.16, which treated an unreadable
     file as empty and so denied everything, any problem raises
     :class:`gear.ACLError` whose message names the file, and the section and key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 from gear import constants
 from gear.admin import AdminRequest
@@ -19,6 +19,7 @@ from gear.errors import (
     TimeoutError,
     UnknownJobError,
 )
+from gear.job import BaseJob
 from gear.packet import Packet
 from gear.tasks import OptionReqTask, SubmitJobTask, Task
 from gear.util import convert_to_bytes
@@ -26,6 +27,9 @@ from gear.util import convert_to_bytes
 __all__ = ["Client"]
 
 _T = TypeVar("_T", bound=Task)
+JobT = TypeVar("JobT", bound=Job)
+"""The job type :meth:`Client.getStatus` takes and returns: a :class:`gear.Job`
+or any subclass of it."""
 
 
 class _OptionTask(OptionReqTask):
@@ -36,13 +40,15 @@ class _OptionTask(OptionReqTask):
 
 
 class _SubmitTask(SubmitJobTask):
-    def __init__(self, job: Any) -> None:
+    job: Job
+
+    def __init__(self, job: Job) -> None:
         super().__init__(job)
         self.error: str | None = None
 
 
 class _StatusTask(Task):
-    def __init__(self, job: Any, conn: Connection) -> None:
+    def __init__(self, job: Job, conn: Connection) -> None:
         super().__init__()
         self.job = job
         self.conn = conn
@@ -86,20 +92,47 @@ class Client(BaseClient):
     def _onConnect(self, conn: Connection) -> None:
         if self.client_id:
             conn.sendPacket(Packet(constants.REQ, constants.SET_CLIENT_ID, self.client_id))
+        self._requestExceptions(conn)
         for option in list(self.options):
             conn.sendPacketWithTask(
                 Packet(constants.REQ, constants.OPTION_REQ, option), _OptionTask(option)
             )
 
+    def _requestExceptions(self, conn: Connection) -> None:
+        """Ask for ``WORK_EXCEPTION`` and wait for the answer, before going active.
+
+        Waiting here (at most ``connect_timeout`` seconds, 30 without one)
+        keeps the answer out of ``pending_tasks``, where a server that
+        never answers options (gear 0.16's) would leave it in front of
+        every later request.
+        """
+        request = protocol.ExceptionsRequest()
+        for ptype, data in request.packets:
+            conn.sendPacket(Packet(constants.REQ, ptype, data))
+        sock = conn.conn
+        sock.settimeout(30 if conn.connect_timeout is None else conn.connect_timeout)
+        try:
+            while True:
+                item = conn.readPacket()
+                if item is None:
+                    raise DisconnectError("%s closed the connection while greeting" % (conn,))
+                if isinstance(item, Packet) and request.feed(item.ptype, bytes(item.data)):
+                    break
+        finally:
+            sock.settimeout(None)
+        if request.accepted:
+            conn.handleOptionRes(b"exceptions")
+        else:
+            self.log.debug("%s did not accept the exceptions option (%s)", conn, request.accepted)
+
     def _onConnectionLost(
-        self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
+        self, conn: Connection, jobs: list[BaseJob], tasks: list[Task], admin: list[AdminRequest]
     ) -> None:
         super()._onConnectionLost(conn, jobs, tasks, admin)
         for job in jobs:
-            done = getattr(job, "_done", None)
-            if done is not None and not job.complete:
+            if isinstance(job, Job) and not job.complete:
                 job._lost = True
-                done.set()
+                job._done.set()
         with self._status_lock:
             lost = [
                 waiter
@@ -114,7 +147,7 @@ class Client(BaseClient):
 
     def submitJob(
         self,
-        job: Any,
+        job: Job,
         background: bool = False,
         precedence: int = constants.PRECEDENCE_NORMAL,
         timeout: float | None = 30,
@@ -128,7 +161,7 @@ class Client(BaseClient):
         """
         ptype = protocol.submit_type(background, precedence)
         packet = Packet(constants.REQ, ptype, protocol.submit_payload(job))
-        if isinstance(job, Job):
+        if isinstance(job, Job):  # gear 0.16 code may pass any job-like object
             job._reset_wait(bool(background))
         attempted: set[Connection] = set()
         last_error = ""
@@ -164,6 +197,8 @@ class Client(BaseClient):
                 continue
             job.connection = conn
             return
+        if not attempted:
+            last_error = ": no server is connected (%s)" % (self.connectErrors(),)
         raise GearmanError("Unable to submit job to any connected servers%s" % (last_error,))
 
     def setOption(self, name: str | bytes, timeout: float | None = 30) -> bool:
@@ -197,7 +232,7 @@ class Client(BaseClient):
                 ok = False
         return ok
 
-    def getStatus(self, job: Any, timeout: float | None = 30, unique: bool = False) -> Any:
+    def getStatus(self, job: JobT, timeout: float | None = 30, unique: bool = False) -> JobT:
         """Ask the job's server for its status; update and return ``job``.
 
         Sends GET_STATUS for the job's handle, or with ``unique=True``
@@ -234,7 +269,7 @@ class Client(BaseClient):
 
     # -- hooks (poll thread) ---------------------------------------------
 
-    def handleJobCreated(self, packet: Packet) -> Any:
+    def handleJobCreated(self, packet: Packet) -> Job:
         conn = packet.connection
         assert conn is not None
         task = _pop_task(conn, SubmitJobTask)
@@ -242,57 +277,63 @@ class Client(BaseClient):
             self.log.error("JOB_CREATED from %s with no submit pending", conn)
             self._lostConnection(conn)
             raise GearmanError("Received JOB_CREATED from %s with no submit pending" % (conn,))
-        job = task.job
+        job = cast(Job, task.job)
         job.handle = bytes(packet.data)
         job.connection = conn
         conn.related_jobs[job.handle] = job
         task.setComplete()
         return job
 
-    def _finish(self, packet: Packet, job: Any) -> None:
-        assert packet.connection is not None
-        packet.connection.related_jobs.pop(job.handle, None)
-        done = getattr(job, "_done", None)
-        if done is not None:
-            done.set()
+    def _finish(self, packet: Packet, job: Job) -> None:
+        if packet.connection is not None and job.handle is not None:
+            packet.connection.related_jobs.pop(job.handle, None)
+        if isinstance(job, Job):
+            job._done.set()
 
-    def handleWorkComplete(self, packet: Packet) -> Any:
-        job = packet.getJob()
+    def handleDisconnect(self, job: Job) -> Job:
+        """Called for each job of a lost connection; override to react.
+
+        On a client the jobs are always :class:`gear.Job` (and subclasses).
+        """
+        return job
+
+    def handleWorkComplete(self, packet: Packet) -> Job:
+        job = _job(packet)
         protocol.apply_work_complete(job, protocol.split_handle(packet.data)[1])
         self._finish(packet, job)
         return job
 
-    def handleWorkFail(self, packet: Packet) -> Any:
-        job = packet.getJob()
+    def handleWorkFail(self, packet: Packet) -> Job:
+        job = _job(packet)
         protocol.apply_work_fail(job)
         self._finish(packet, job)
         return job
 
-    def handleWorkException(self, packet: Packet) -> Any:
-        job = packet.getJob()
+    def handleWorkException(self, packet: Packet) -> Job:
+        job = _job(packet)
         protocol.apply_work_exception(job, protocol.split_handle(packet.data)[1])
         self._finish(packet, job)
         return job
 
-    def handleWorkData(self, packet: Packet) -> Any:
-        job = packet.getJob()
+    def handleWorkData(self, packet: Packet) -> Job:
+        job = _job(packet)
         protocol.apply_work_data(job, protocol.split_handle(packet.data)[1])
         return job
 
-    def handleWorkWarning(self, packet: Packet) -> Any:
-        job = packet.getJob()
+    def handleWorkWarning(self, packet: Packet) -> Job:
+        job = _job(packet)
         protocol.apply_work_warning(job, protocol.split_handle(packet.data)[1])
         return job
 
-    def handleWorkStatus(self, packet: Packet) -> Any:
-        job = packet.getJob()
+    def handleWorkStatus(self, packet: Packet) -> Job:
+        job = _job(packet)
         protocol.apply_work_status(job, packet.getArgument(1), packet.getArgument(2))
         return job
 
-    def handleStatusRes(self, packet: Packet) -> Any:
+    def handleStatusRes(self, packet: Packet) -> Job:
         waiters = self._takeStatusWaiters((constants.STATUS_RES, packet.getArgument(0)))
         try:
-            job = packet.getJob()
+            job = _job(packet)
         except UnknownJobError:
             if not waiters:
                 raise
@@ -306,7 +347,7 @@ class Client(BaseClient):
             waiter.setComplete()
         return job
 
-    def handleStatusResUnique(self, packet: Packet) -> Any:
+    def handleStatusResUnique(self, packet: Packet) -> Job | None:
         waiters = self._takeStatusWaiters((constants.STATUS_RES_UNIQUE, packet.getArgument(0)))
         fields = [packet.getArgument(i) for i in range(1, 5)]
         for waiter in waiters:
@@ -315,7 +356,7 @@ class Client(BaseClient):
             waiter.setComplete()
         return waiters[0].job if waiters else None
 
-    def handleOptionRes(self, packet: Packet) -> Any:
+    def handleOptionRes(self, packet: Packet) -> Packet:
         conn = packet.connection
         assert conn is not None
         option = bytes(packet.data)
@@ -329,7 +370,7 @@ class Client(BaseClient):
         task.setComplete()
         return packet
 
-    def handleError(self, packet: Packet) -> Any:
+    def handleError(self, packet: Packet) -> Packet:
         conn = packet.connection
         if conn is not None and conn.pending_tasks:
             head = conn.pending_tasks[0]
@@ -341,6 +382,11 @@ class Client(BaseClient):
                     packet.getArgument(1, True).rstrip(b"\x00").decode("utf8", "replace"),
                 )
         return super().handleError(packet)
+
+
+def _job(packet: Packet) -> Job:
+    # Only Jobs enter a client connection's related_jobs (handleJobCreated).
+    return cast(Job, packet.getJob())
 
 
 def _text(value: bytes | None) -> str:

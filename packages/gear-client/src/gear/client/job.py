@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import cast
 
 from gear.errors import DisconnectError, GearmanError
 from gear.job import BaseBinaryJob, BaseJob, TextJobArguments, TextJobUnique, TextList
@@ -16,18 +16,19 @@ __all__ = ["Job", "TextJob", "BinaryJob"]
 class Job(BaseJob):
     """A job submitted by a :class:`gear.Client`.
 
+    ``arguments`` are bytes; results collect in ``data`` as a list of bytes.
     The poll thread updates ``data``, ``complete``, ``failure``,
     ``exception``, ``warning``, the status fields and ``known``/``running``
     as packets arrive; :meth:`wait` blocks until the job ends.
     """
 
-    data_type: type[list[Any]] = list
+    data_type: type[list[bytes]] = list
 
     def __init__(
-        self, name: str | bytes, arguments: Any, unique: str | bytes | None = None
+        self, name: str | bytes, arguments: bytes | bytearray, unique: str | bytes | None = None
     ) -> None:
         super().__init__(name, arguments, unique)
-        self._data: list[Any] = self.data_type()
+        self._data: list[bytes] = self.data_type()
         self._exception: bytes | None = None
         self.warning = False
         self.complete = False
@@ -42,28 +43,29 @@ class Job(BaseJob):
         self._background = False
 
     @property
-    def data(self) -> Any:
+    def data(self) -> list[bytes]:
         """The result chunks received so far, in arrival order."""
         return self._data
 
     @data.setter
-    def data(self, value: Any) -> None:
+    def data(self, value: list[bytes]) -> None:
         if not isinstance(value, self.data_type):
             raise ValueError(f"data attribute must be {self.data_type}")
         self._data = value
 
     @property
     def binary_data(self) -> Iterator[bytes]:
+        """Each chunk of ``data`` as bytes."""
         for item in self._data:
             yield convert_to_bytes(item)
 
     @property
-    def exception(self) -> Any:
+    def exception(self) -> bytes | None:
         """The WORK_EXCEPTION payload, or None."""
         return self._exception
 
     @exception.setter
-    def exception(self, value: Any) -> None:
+    def exception(self, value: bytes | None) -> None:
         self._exception = value
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -93,24 +95,53 @@ class Job(BaseJob):
         self._background = background
 
 
-class TextJob(TextJobArguments, TextJobUnique, Job):
-    """A job whose arguments, unique, data and exception are ``str``."""
+# TextJob and BinaryJob are Jobs whose attributes read back as another type
+# (gear 0.16's design): the Text mixins narrow ``arguments`` and ``unique``
+# to str, BaseBinaryJob turns ``name`` into bytes. mypy flags each such
+# override; the ignores below are those, and only those.
 
-    data_type = TextList
 
-    @property
-    def exception(self) -> Any:
+class TextJob(TextJobArguments, TextJobUnique, Job):  # type: ignore[misc]
+    """A job whose arguments, unique, data and exception are ``str``.
+
+    Arguments may be given as ``str`` or bytes; results are decoded as UTF-8.
+    """
+
+    data_type: type[TextList] = TextList  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        name: str | bytes,
+        arguments: str | bytes | bytearray,
+        unique: str | bytes | None = None,
+    ) -> None:
+        super().__init__(name, arguments, unique)  # type: ignore[arg-type]
+
+    @property  # type: ignore[override]
+    def data(self) -> TextList:
+        """The result chunks received so far, decoded, in arrival order."""
+        return cast(TextList, self._data)
+
+    @data.setter
+    def data(self, value: TextList) -> None:
+        if not isinstance(value, self.data_type):
+            raise ValueError(f"data attribute must be {self.data_type}")
+        self._data = value  # type: ignore[assignment]
+
+    @property  # type: ignore[override]
+    def exception(self) -> str | None:
+        """The WORK_EXCEPTION payload decoded as UTF-8, or None."""
         value = self._exception
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value).decode("utf8")
-        return value
+        if value is None:
+            return None
+        return value.decode("utf8")
 
     @exception.setter
-    def exception(self, value: Any) -> None:
+    def exception(self, value: str | bytes | None) -> None:
         self._exception = convert_to_bytes(value)
 
 
-class BinaryJob(BaseBinaryJob, Job):
+class BinaryJob(BaseBinaryJob, Job):  # type: ignore[misc]
     """A job whose ``name`` is returned as bytes."""
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from gear import constants
 from gear.codec import join_arguments
-from gear.errors import ConfigurationError, GearmanError
+from gear.errors import ConfigurationError, GearmanError, RemoteProtocolError
 
 __all__ = [
     "submit_type",
@@ -26,6 +26,8 @@ __all__ = [
     "status_request",
     "fraction",
     "split_handle",
+    "EXCEPTIONS_PROBE",
+    "ExceptionsRequest",
 ]
 
 _SUBMIT_TYPES: dict[tuple[bool, int], int] = {
@@ -126,3 +128,51 @@ def apply_status(
     job.numerator = numerator
     job.denominator = denominator
     job.fraction_complete = fraction(numerator, denominator)
+
+
+#: The handle asked about right after ``OPTION_REQ exceptions``. No job has
+#: it; what matters is that every server answers ``GET_STATUS`` in order, so
+#: its ``STATUS_RES`` closes the server's answer to the option (gear 0.16's
+#: server answers ``GET_STATUS`` but never ``OPTION_REQ``).
+EXCEPTIONS_PROBE = b"-gear-exceptions-probe-"
+
+
+class ExceptionsRequest:
+    """The ``exceptions`` option asked for on connect, and the server's answer.
+
+    Servers forward ``WORK_EXCEPTION`` only to clients that asked for this
+    option (the rest get ``WORK_FAIL``), so a client asks before it submits
+    anything: send :attr:`packets`, then :meth:`feed` each reply until it
+    returns True. :attr:`accepted` is then True (``OPTION_RES``), False
+    (``ERROR``: the server does not know the option) or None (no answer:
+    gear 0.16's server, which forwards ``WORK_EXCEPTION`` to everyone).
+    """
+
+    #: Replies :meth:`feed` takes before it calls the peer broken.
+    MAX_REPLIES = 8
+
+    packets: tuple[tuple[int, bytes], ...] = (
+        (constants.OPTION_REQ, b"exceptions"),
+        (constants.GET_STATUS, EXCEPTIONS_PROBE),
+    )
+
+    def __init__(self) -> None:
+        self.accepted: bool | None = None
+        self._replies = 0
+
+    def feed(self, ptype: int, data: bytes) -> bool:
+        """Take one reply; True once the server has answered everything."""
+        self._replies += 1
+        if ptype == constants.OPTION_RES and data == b"exceptions":
+            self.accepted = True
+        elif ptype == constants.ERROR:
+            if self.accepted is not None:
+                return True  # the option was answered; this refuses the probe
+            self.accepted = False
+        elif ptype == constants.STATUS_RES and split_handle(data)[0] == EXCEPTIONS_PROBE:
+            return True
+        if self._replies >= self.MAX_REPLIES:
+            raise RemoteProtocolError(
+                "no STATUS_RES after %d replies to OPTION_REQ exceptions" % (self._replies,)
+            )
+        return False

@@ -25,7 +25,7 @@ PRIORITY_INDEX = {PRECEDENCE_HIGH: 0, PRECEDENCE_NORMAL: 1, PRECEDENCE_LOW: 2}
 PRECEDENCES = (PRECEDENCE_HIGH, PRECEDENCE_NORMAL, PRECEDENCE_LOW)
 
 
-class ServerJob(BaseBinaryJob, BaseJob):
+class ServerJob(BaseBinaryJob, BaseJob):  # type: ignore[misc]  # name is bytes
     """A job held by :class:`gear.Server`: queued, scheduled or running.
 
     ``name``, ``arguments``, ``unique`` and ``handle`` are bytes. ``clients``

@@ -12,19 +12,21 @@ Replies are collected per connection and written once per loop turn.
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 import importlib
 import logging
 import os
+import re
 import resource
 import socket
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from gear import constants as C
 from gear.admin import ServerAdminRequest
@@ -33,10 +35,14 @@ from gear.connection import set_keepalive
 from gear.errors import LineTooLongError, RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
+from gear.server._statsd import StatsClientLike
 from gear.server._version import __version__
 from gear.server.job import DONE, PRIORITY_INDEX, QUEUED, RUNNING, SCHEDULED, ServerJob
 from gear.server.store import QueueStore, StoredJob
 from gear.tls import check_tls_files, load_context, peer_common_name
+
+if TYPE_CHECKING:
+    from gear.acl import ACLEntry
 
 __all__ = ["Server", "GeardConnection", "FunctionQueue"]
 
@@ -53,7 +59,27 @@ DEFAULT_PARTIAL_TIMEOUT = 120.0
 DEFAULT_BACKLOG = 8192
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 """Seconds a graceful shutdown waits for running jobs before stopping anyway."""
+DEFAULT_TLS_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a new TLS connection has to finish its handshake."""
+DEFAULT_MAX_PARTIAL_TOTAL = 256 * 1024 * 1024
+"""Bytes of unfinished packets and lines held for all connections together."""
+DEFAULT_MAX_FUNCTION_NAME = 512
+"""Longest function name (gearmand's limit)."""
+DEFAULT_MAX_UNIQUE_ID = 64
+"""Longest unique id (gearmand's limit)."""
+DEFAULT_MAX_CLIENT_ID = 128
+"""Longest client id (SET_CLIENT_ID)."""
+MAX_TIMEOUT = 2**31 - 1
+"""Largest CAN_DO_TIMEOUT, in seconds."""
+MAX_EPOCH = 2**40
+"""Largest SUBMIT_JOB_EPOCH run time (Unix seconds, about year 36800)."""
 _WRITE_HIGH_WATER = 1024 * 1024
+_ACCEPT_BATCH = 64
+_ACCEPT_BACKOFF = 0.25
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_LISTING_CHUNK = 64 * 1024
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_CONTROL_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
 _T = TypeVar("_T")
 
@@ -69,9 +95,10 @@ _NO_JOB = _packet(C.NO_JOB)
 class ACLLike(Protocol):
     """What the server needs from :class:`gear.ACL` (gear-acl)."""
 
-    def canRegister(self, subject: Any, name: str) -> bool: ...
-    def canInvoke(self, subject: Any, name: str) -> bool: ...
-    def canGrant(self, subject: Any) -> bool: ...
+    def canRegister(self, subject: str | None, name: str) -> bool: ...
+    def canInvoke(self, subject: str | None, name: str) -> bool: ...
+    def canGrant(self, subject: str | None) -> bool: ...
+    def canAdmin(self, subject: str | None) -> bool: ...
     def grantInvoke(self, subject: str, invoke: str) -> None: ...
     def grantRegister(self, subject: str, register: str) -> None: ...
     def grantGrant(self, subject: str) -> None: ...
@@ -79,7 +106,7 @@ class ACLLike(Protocol):
     def revokeRegister(self, subject: str) -> None: ...
     def revokeGrant(self, subject: str) -> None: ...
     def remove(self, subject: str) -> None: ...
-    def getEntries(self) -> list[Any]: ...
+    def getEntries(self) -> list[ACLEntry]: ...
 
 
 class FunctionQueue:
@@ -152,6 +179,7 @@ class GeardConnection(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.partial_since: float | None = None
+        self.buffered = 0
         self.connect_time = time.time()
 
     def __repr__(self) -> str:
@@ -201,6 +229,38 @@ def _split(data: bytes, count: int, ptype: int) -> list[bytes]:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def _acl_line(entry: Any) -> bytes:
+    """One ``acl list`` line: gear 0.16's, plus ``admin=True`` only where it is set."""
+    fields = [
+        _escape_text(str(entry.subject)),
+        "register=%s" % _escape_text(str(entry.register)),
+        "invoke=%s" % _escape_text(str(entry.invoke)),
+        "grant=%s" % (entry.grant,),
+    ]
+    if getattr(entry, "admin", False):
+        fields.append("admin=True")
+    return ("\t".join(fields) + "\n").encode("utf-8", "backslashreplace")
+
+
+#: Admin commands that change the server: with an ACL they need ``admin``.
+_ADMIN_VERBS = frozenset((b"shutdown", b"maxqueue", b"create", b"drop"))
+
+
+def _bounded_int(raw: bytes, what: str, high: int) -> int:
+    """A decimal in 0..``high``; anything else is the peer's error, not ours."""
+    text = raw.strip()
+    if not text.isdigit() or len(text) > len(str(high)) or int(text) > high:
+        raise RemoteProtocolError(
+            "%s %r is not an integer from 0 to %d" % (what, bytes(raw[:40]), high)
+        )
+    return int(text)
+
+
+def _escape_text(text: str) -> str:
+    """Control characters as ``\\xNN``: a listing line stays one line."""
+    return _CONTROL_TEXT.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
 def _err_text(text: str) -> bytes:
@@ -295,6 +355,10 @@ class Server:
     background jobs then survive a crash or restart (a bad file raises
     :class:`~gear.server.store.QueueStoreError`). ``shutdown_timeout`` is how
     long a graceful shutdown waits for running jobs.
+    ``tls_handshake_timeout`` bounds a TLS handshake (connections in their
+    handshake count toward ``max_connections``), ``max_partial_total`` the
+    unfinished input of all connections together, and ``max_function_name``,
+    ``max_unique_id`` and ``max_client_id`` the sizes of those fields.
     Call :meth:`shutdown` to stop.
     """
 
@@ -308,7 +372,7 @@ class Server:
         statsd_port: int = 8125,
         statsd_prefix: str | None = None,
         server_id: str | None = None,
-        acl: Any = None,
+        acl: ACLLike | None = None,
         host: str | None = None,
         keepalive: bool = False,
         tcp_keepidle: int = 7200,
@@ -325,11 +389,15 @@ class Server:
         queue_store: QueueStore | None = None,
         queue_file: str | os.PathLike[str] | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        max_partial_total: int = DEFAULT_MAX_PARTIAL_TOTAL,
+        max_function_name: int = DEFAULT_MAX_FUNCTION_NAME,
+        max_unique_id: int = DEFAULT_MAX_UNIQUE_ID,
+        max_client_id: int = DEFAULT_MAX_CLIENT_ID,
     ) -> None:
         self.server_id = server_id
         name = "gear.Server" + (".%s" % server_id if server_id else "")
         self.log = logging.getLogger(name)
-        self.port: int | str = port
         self.host = host
         self.ssl_key = ssl_key
         self.ssl_cert = ssl_cert
@@ -351,6 +419,11 @@ class Server:
         self.job_retries = job_retries
         self.queue_store = queue_store
         self.shutdown_timeout = shutdown_timeout
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self.max_partial_total = max_partial_total
+        self.max_function_name = max_function_name
+        self.max_unique_id = max_unique_id
+        self.max_client_id = max_client_id
         self._store_dirty = False
         self._committing = False
         self._commit_gen = 0
@@ -368,6 +441,12 @@ class Server:
         self._dirty: list[GeardConnection] = []
         self._flush_scheduled = False
         self._partial: set[GeardConnection] = set()
+        self._buffered_total = 0
+        self._pending: dict[GeardConnection, asyncio.Task[None]] = {}
+        self._listening = False
+        self._accept_retry: asyncio.TimerHandle | None = None
+        self._log_state: dict[str, list[Any]] = {}
+        self._created: set[bytes] = set()
         self._scheduled: list[tuple[float, int, ServerJob]] = []
         self._schedule_timer: asyncio.TimerHandle | None = None
         self._graceful = False
@@ -377,7 +456,7 @@ class Server:
         self._trace = False
         self._last_gauges: tuple[int, int, int] | None = None
 
-        self.statsd: Any = None
+        self.statsd: StatsClientLike | None = None
         if statsd_host:
             self.statsd = self._make_statsd(statsd_host, statsd_port, statsd_prefix)
 
@@ -386,8 +465,9 @@ class Server:
             if ssl_key and ssl_cert and ssl_ca
             else None
         )
-        self.socket = self._bind()
-        self.port = self.socket.getsockname()[1]
+        self.socket = self._bind(port)
+        #: The port listened on (the real one when ``0`` was given).
+        self.port: int = self.socket.getsockname()[1]
         self._dispatch = self._build_dispatch()
 
         if queue_file is not None:
@@ -403,7 +483,6 @@ class Server:
                 raise
 
         self.loop = _new_event_loop()
-        self._aserver: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="geard", daemon=True)
@@ -416,18 +495,18 @@ class Server:
     # ------------------------------------------------------------------
     # lifecycle
 
-    def _bind(self) -> socket.socket:
+    def _bind(self, port: int | str) -> socket.socket:
         try:
             infos = socket.getaddrinfo(
                 self.host,
-                self.port,
+                port,
                 socket.AF_UNSPEC,
                 socket.SOCK_STREAM,
                 0,
                 socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
             )
         except socket.gaierror as e:
-            raise Exception("Could not open socket: %s" % (e,)) from e
+            raise self._bind_error(e, port) from e
         infos.sort(key=lambda info: info[0], reverse=True)
         last: OSError | None = None
         for family, socktype, proto, _, addr in infos:
@@ -450,17 +529,24 @@ class Server:
                 last = e
                 continue
             return sock
-        raise Exception("Could not open socket: %s" % (last,))
+        assert last is not None  # getaddrinfo returns at least one address
+        raise self._bind_error(last, port) from last
+
+    def _bind_error(self, cause: OSError, port: int | str) -> OSError:
+        """An OSError that says where: geard shows it, and ``cause`` says why."""
+        where = "%s port %s" % (self.host, port) if self.host else "port %s" % (port,)
+        reason = cause.strerror or str(cause)
+        return OSError(cause.errno, "Could not open socket on %s: %s" % (where, reason))
 
     def _set_keepalive(self, sock: Any) -> None:
         set_keepalive(sock, self.tcp_keepidle, self.tcp_keepintvl, self.tcp_keepcnt, self.log)
 
-    def _make_statsd(self, host: str, port: int, prefix: str | None) -> Any:
+    def _make_statsd(self, host: str, port: int, prefix: str | None) -> StatsClientLike:
         import gear
 
         module = getattr(gear, "statsd", None)
         if module is not None:
-            return module.StatsClient(host, port, prefix)
+            return cast(StatsClientLike, module.StatsClient(host, port, prefix))
         from gear.server._statsd import StatsClient
 
         return StatsClient(host, port, prefix)
@@ -493,12 +579,8 @@ class Server:
                 self.log.info("Server stopped")
 
     async def _start(self) -> None:
-        self._aserver = await self.loop.create_server(
-            lambda: GeardConnection(self),
-            sock=self.socket,
-            ssl=self._ssl_context,
-            backlog=self.backlog,
-        )
+        self.loop.add_reader(self.socket.fileno(), self._accept)
+        self._listening = True
         if self.queue_store is not None:
             self._restore(self.queue_store)
         self.loop.call_later(1.0, self._tick)
@@ -513,9 +595,142 @@ class Server:
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         if isinstance(exc, (ConnectionError, OSError)) or "SSL" in str(context.get("message")):
-            self.log.info("Connection error: %s", context.get("message"))
+            self._log_limited(
+                "connection", logging.INFO, "Connection error: %s", context.get("message")
+            )
             return
         loop.default_exception_handler(context)
+
+    def _log_limited(self, key: str, level: int, message: str, *args: Any) -> None:
+        """Log at most once a second per ``key``; :meth:`_tick` reports the rest with a count.
+
+        A flood of failing peers (handshakes, accepts without descriptors)
+        must not turn into a flood of log lines.
+        """
+        now = time.monotonic()
+        state = self._log_state.get(key)
+        if state is None:
+            state = self._log_state[key] = [now - 2.0, 0, level, message, args]
+        if now - state[0] >= 1.0 and not state[1]:
+            state[0] = now
+            self.log.log(level, message, *args)
+            return
+        state[1] += 1
+        state[2:] = [level, message, args]
+
+    def _report_suppressed(self) -> None:
+        now = time.monotonic()
+        for state in self._log_state.values():
+            if state[1] and now - state[0] >= 1.0:
+                count, level, message, args = state[1:]
+                self.log.log(
+                    level,
+                    message + " (%d times in the last %.1fs)",
+                    *args,
+                    count,
+                    now - state[0],
+                )
+                state[0], state[1] = now, 0
+
+    # ------------------------------------------------------------------
+    # accepting
+
+    def _accept(self) -> None:
+        """Accept what the listener has; count each connection before any handshake.
+
+        geard accepts itself (not ``loop.create_server``) so that a TLS
+        connection counts toward ``max_connections`` from its first byte, its
+        handshake has its own timeout, and running out of descriptors pauses
+        accepting instead of spinning, on asyncio and uvloop alike.
+        """
+        listener = self.socket
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in _OUT_OF_RESOURCES:
+                    self._log_limited(
+                        "accept",
+                        logging.WARNING,
+                        "Cannot accept a connection: %s; pausing accepts for %gs",
+                        e.strerror or e,
+                        _ACCEPT_BACKOFF,
+                    )
+                    self._pause_accepting()
+                    return
+                self._log_limited("accept-error", logging.INFO, "accept() failed: %s", e)
+                continue
+            if (
+                self._stopping
+                or self._graceful
+                or len(self._connections) + len(self._pending) >= self.max_connections
+            ):
+                self._log_limited(
+                    "limit",
+                    logging.WARNING,
+                    "Refusing connection from %s: connection limit (%d) reached",
+                    addr[0] if addr else "?",
+                    self.max_connections,
+                )
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = GeardConnection(self)
+            if addr:
+                conn.host, conn.port = str(addr[0]), int(addr[1])
+            self._pending[conn] = self.loop.create_task(self._attach(conn, sock))
+
+    def _pause_accepting(self) -> None:
+        if self._listening:
+            self._listening = False
+            self.loop.remove_reader(self.socket.fileno())
+            self._accept_retry = self.loop.call_later(_ACCEPT_BACKOFF, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_retry = None
+        if not (self._stopping or self._graceful or self._listening):
+            self._listening = True
+            self.loop.add_reader(self.socket.fileno(), self._accept)
+
+    def _stop_listening(self) -> None:
+        if self._accept_retry is not None:
+            self._accept_retry.cancel()
+            self._accept_retry = None
+        if self._listening:
+            self._listening = False
+            self.loop.remove_reader(self.socket.fileno())
+        self.socket.close()
+
+    async def _attach(self, conn: GeardConnection, sock: socket.socket) -> None:
+        """Make the transport (after the TLS handshake, bounded in time)."""
+        context = self._ssl_context
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: conn,
+                sock,
+                ssl=context,
+                ssl_handshake_timeout=self.tls_handshake_timeout if context else None,
+            )
+        except BaseException as e:
+            sock.close()
+            if not isinstance(e, Exception):
+                raise
+            if isinstance(e, (TimeoutError, ConnectionAbortedError)):
+                self._log_limited(
+                    "handshake-timeout",
+                    logging.INFO,
+                    "Closing %s: TLS handshake timed out (%gs)",
+                    conn.host,
+                    self.tls_handshake_timeout,
+                )
+            else:
+                self._log_limited(
+                    "handshake", logging.INFO, "Closing %s: TLS handshake failed: %r", conn.host, e
+                )
+        finally:
+            self._pending.pop(conn, None)
 
     def shutdown(self, graceful: bool = False) -> None:
         """Stop serving: close the listener and every connection, then the loop.
@@ -559,8 +774,7 @@ class Server:
         if self._graceful or self._stopping:
             return
         self._graceful = True
-        if self._aserver is not None:
-            self._aserver.close()
+        self._stop_listening()
         self.log.info(
             "Graceful shutdown: refusing new connections and jobs; waiting up to %gs for %d"
             " running jobs",
@@ -592,8 +806,9 @@ class Server:
         self._stopping = True
         self.running = False
         self.log.info("Shutting down")
-        if self._aserver is not None:
-            self._aserver.close()
+        self._stop_listening()
+        for task in list(self._pending.values()):
+            task.cancel()
         if self._committing:  # finish the commit in flight here and now
             self._committing = False
             held, self._held = self._held, {}
@@ -630,20 +845,23 @@ class Server:
             for conn in [c for c in self._partial if (c.partial_since or 0) < limit]:
                 self.log.info("Closing %s: unfinished input for too long", conn.host)
                 self._protocol_error(conn, b"TIMEOUT", "unfinished packet or line for too long")
+        self._report_suppressed()
         if self.statsd is not None:
             self._report_stats()
         self.loop.call_later(1.0, self._tick)
 
     def _report_stats(self) -> None:
+        statsd = self.statsd
+        assert statsd is not None
         counts, self._packet_counts = self._packet_counts, {}
         for ptype, count in counts.items():
-            self.statsd.incr("packet.%s" % C.types.get(ptype, ptype), count)
+            statsd.incr("packet.%s" % C.types.get(ptype, ptype), count)
         gauges = (len(self.jobs), self.running_jobs, len(self.jobs) - self.running_jobs)
         if gauges != self._last_gauges:
             self._last_gauges = gauges
-            self.statsd.gauge("queue.total", gauges[0])
-            self.statsd.gauge("queue.running", gauges[1])
-            self.statsd.gauge("queue.waiting", gauges[2])
+            statsd.gauge("queue.total", gauges[0])
+            statsd.gauge("queue.running", gauges[1])
+            statsd.gauge("queue.waiting", gauges[2])
 
     def reportTimingStats(self, ptype: int, duration: float) -> None:
         """Send a timer (ms) and a counter for one packet type to statsd."""
@@ -701,8 +919,8 @@ class Server:
         if peer:
             conn.host, conn.port = str(peer[0]), int(peer[1])
         conn.handle_prefix = b"H:" + conn.host.encode() + b":"
-        if len(self._connections) >= self.max_connections or self._stopping:
-            self.log.warning("Refusing connection from %s: connection limit reached", conn.host)
+        self._pending.pop(conn, None)
+        if self._stopping:
             conn.closed = True
             transport.abort()
             return
@@ -729,6 +947,8 @@ class Server:
         conn.closed = True
         conn.out.clear()
         self._partial.discard(conn)
+        self._buffered_total -= conn.buffered
+        conn.buffered = 0
         if not was_open:
             return
         del self._connections[conn]
@@ -758,8 +978,11 @@ class Server:
             for fq in conn.abilities.values():
                 if fq.queued and fq.sleepers:
                     self._wake(next(iter(fq.sleepers)))
+        abilities = list(conn.abilities.values())
         conn.abilities.clear()
         conn.functions.clear()
+        for fq in abilities:
+            self._release(fq)
 
     def _requeue(self, job: ServerJob) -> None:
         """A worker holding ``job`` went away: put it back at the head."""
@@ -927,7 +1150,9 @@ class Server:
         conn.transport.close()
 
     def _protocol_error(self, conn: GeardConnection, code: bytes, message: str) -> None:
-        self.log.info("Protocol error from %s: %s", conn.host, message)
+        self._log_limited(
+            "protocol", logging.INFO, "Protocol error from %s: %s", conn.host, message
+        )
         self._send(conn, _packet(C.ERROR, code + b"\x00" + message.encode()))
         self._close(conn)
 
@@ -946,13 +1171,39 @@ class Server:
         except RemoteProtocolError as e:
             self._protocol_error(conn, e.code.encode(), str(e))
             return
-        if decoder.buffered:
+        buffered = decoder.buffered
+        if buffered:
             if conn.partial_since is None:
                 conn.partial_since = time.monotonic()
                 self._partial.add(conn)
         elif conn.partial_since is not None:
             conn.partial_since = None
             self._partial.discard(conn)
+        if buffered != conn.buffered:
+            self._buffered_total += buffered - conn.buffered
+            conn.buffered = buffered
+            if self._buffered_total > self.max_partial_total:
+                self._shed_partial()
+
+    def _shed_partial(self) -> None:
+        """Over the total input cap: close the connections holding the most."""
+        while self._buffered_total > self.max_partial_total:
+            holders = [c for c in self._partial if c.buffered and not c.closed]
+            if not holders:
+                return
+            conn = max(holders, key=lambda c: c.buffered)
+            self._buffered_total -= conn.buffered
+            self.log.warning(
+                "Closing %s: it holds %d bytes of unfinished input and all connections"
+                " together hold more than %d",
+                conn.host,
+                conn.buffered,
+                self.max_partial_total,
+            )
+            conn.buffered = 0
+            self._partial.discard(conn)
+            conn.decoder = Decoder(0, 1)
+            self._protocol_error(conn, b"SERVER_BUSY", "too much unfinished input on the server")
 
     def _frame(self, conn: GeardConnection, magic: bytes, ptype: int, payload: bytes) -> None:
         if conn.closed:
@@ -1007,7 +1258,7 @@ class Server:
         else:
             text = "%s is not a request a server accepts" % name
             code = b"UNEXPECTED_PACKET"
-        self.log.info("From %s: %s", conn.host, text)
+        self._log_limited("unexpected", logging.INFO, "From %s: %s", conn.host, text)
         self.sendError(conn, code, text.encode())
 
     def sendError(self, connection: GeardConnection, code: bytes, text: bytes) -> None:
@@ -1022,6 +1273,36 @@ class Server:
         if fq is None:
             fq = self.function_queues[name] = FunctionQueue(name)
         return fq
+
+    def _new_function(self, name: bytes) -> FunctionQueue:
+        """The record of ``name``; a new one only for a name fit for every listing."""
+        fq = self.function_queues.get(name)
+        if fq is None:
+            self._check_field(name, "function name", self.max_function_name)
+            fq = self.function_queues[name] = FunctionQueue(name)
+        return fq
+
+    def _check_field(self, value: bytes, what: str, limit: int) -> None:
+        """Refuse what would not fit or could forge a line of an admin listing."""
+        if len(value) > limit:
+            raise RemoteProtocolError("%s longer than %d bytes" % (what, limit))
+        if _CONTROL.search(value) is not None:
+            raise RemoteProtocolError("%s contains a control character" % what)
+        if value.startswith(b"ERR ") and what != "client id":
+            raise RemoteProtocolError("%s must not start with 'ERR '" % what)
+
+    def _release(self, fq: FunctionQueue) -> None:
+        """Forget a function nothing refers to, so distinct names cannot pile up."""
+        if (
+            fq.workers
+            or fq.total
+            or fq.max_queue is not None
+            or fq.name in self._created
+            or self.function_queues.get(fq.name) is not fq
+        ):
+            return
+        del self.function_queues[fq.name]
+        self.functions.discard(fq.name)
 
     def _new_handle(self, conn: GeardConnection | None) -> bytes:
         self.max_handle += 1
@@ -1123,6 +1404,8 @@ class Server:
         if job.background and self.queue_store is not None:
             self.queue_store.remove(handle)
             self._store_changed()
+        if fq is not None and not fq.total:
+            self._release(fq)
         if self._graceful:
             self._check_graceful()
 
@@ -1132,6 +1415,12 @@ class Server:
         assert fq is not None
         if job.state == QUEUED:
             fq.counts[job.priority] -= 1
+            queue = fq.queues[job.priority]
+            if len(queue) > 2 * fq.counts[job.priority] + 64:
+                job.state = DONE  # drop it (and the other removed jobs) from the deque now
+                live = [j for j in queue if j.state == QUEUED]
+                queue.clear()
+                queue.extend(live)
         elif job.state == SCHEDULED:
             fq.scheduled -= 1
         else:
@@ -1152,13 +1441,19 @@ class Server:
     ) -> None:
         acl = self.acl
         if acl is not None and not acl.canInvoke(conn.ssl_subject, _text(name)):
-            self.log.info("ACL denied %s invoking %r", conn.ssl_subject, name)
+            self._log_limited(
+                "acl", logging.INFO, "ACL denied %s invoking %r", conn.ssl_subject, name[:80]
+            )
             self.sendError(conn, b"0", b"Permission denied by ACL: invoke " + name)
             return
         if self._graceful:
             self.sendError(conn, b"SHUTTING_DOWN", b"Server is shutting down")
             return
-        fq = self._function(name)
+        if unique:
+            self._check_field(unique, "unique id", self.max_unique_id)
+            if unique == b".":
+                raise RemoteProtocolError("unique id '.' would end the show unique jobs listing")
+        fq = self._new_function(name)
         if unique:
             existing = fq.uniques.get(unique)
             if existing is not None:
@@ -1303,10 +1598,7 @@ class Server:
 
     def _on_submit_job_epoch(self, conn: GeardConnection, data: bytes) -> None:
         name, unique, epoch, args = _split(data, 4, C.SUBMIT_JOB_EPOCH)
-        try:
-            when = float(int(epoch))
-        except ValueError:
-            raise RemoteProtocolError("SUBMIT_JOB_EPOCH: epoch %r is not an integer" % epoch)
+        when = float(_bounded_int(epoch, "SUBMIT_JOB_EPOCH: epoch", MAX_EPOCH))
         self._submit(conn, name, unique, args, 1, True, when)
 
     def _on_submit_reduce_job(self, conn: GeardConnection, data: bytes) -> None:
@@ -1360,16 +1652,18 @@ class Server:
     def _add_ability(self, conn: GeardConnection, name: bytes, timeout: float | None) -> None:
         acl = self.acl
         if acl is not None and not acl.canRegister(conn.ssl_subject, _text(name)):
-            self.log.info("ACL denied %s registering %r", conn.ssl_subject, name)
+            self._log_limited(
+                "acl", logging.INFO, "ACL denied %s registering %r", conn.ssl_subject, name[:80]
+            )
             self.sendError(conn, b"0", b"Permission denied by ACL: register " + name)
             return
+        fq = conn.abilities.get(name) or self._new_function(name)
         if timeout:
             conn.timeouts[name] = timeout
         else:
             conn.timeouts.pop(name, None)
         if name in conn.abilities:
             return
-        fq = self._function(name)
         conn.abilities[name] = fq
         conn.functions.add(name)
         self.functions.add(name)
@@ -1385,12 +1679,7 @@ class Server:
 
     def _on_can_do_timeout(self, conn: GeardConnection, data: bytes) -> None:
         name, raw = _split(data, 2, C.CAN_DO_TIMEOUT)
-        try:
-            timeout = int(raw)
-        except ValueError:
-            raise RemoteProtocolError("CAN_DO_TIMEOUT: timeout %r is not an integer" % raw)
-        if timeout < 0:
-            raise RemoteProtocolError("CAN_DO_TIMEOUT: timeout must not be negative")
+        timeout = _bounded_int(raw, "CAN_DO_TIMEOUT: timeout", MAX_TIMEOUT)
         self._add_ability(conn, name, float(timeout))
 
     def _remove_ability(self, conn: GeardConnection, name: bytes) -> None:
@@ -1400,6 +1689,7 @@ class Server:
         if fq is not None:
             fq.workers -= 1
             fq.sleepers.pop(conn, None)
+            self._release(fq)
 
     def _on_cant_do(self, conn: GeardConnection, data: bytes) -> None:
         self._remove_ability(conn, data)
@@ -1411,6 +1701,7 @@ class Server:
         conn.timeouts.clear()
 
     def _on_set_client_id(self, conn: GeardConnection, data: bytes) -> None:
+        self._check_field(data, "client id", self.max_client_id)
         conn.client_id = data
 
     def _worker_job(self, conn: GeardConnection, handle: bytes, ptype: int) -> ServerJob | None:
@@ -1482,15 +1773,15 @@ class Server:
     def _on_get_status(self, conn: GeardConnection, data: bytes) -> None:
         job = self.jobs.get(data)
         if job is None:
-            payload = data + b"\x000\x000\x00\x00"
+            payload = data + b"\x000\x000\x000\x000"
         else:
             payload = b"\x00".join(
                 (
                     data,
                     b"1",
                     b"1" if job.running else b"0",
-                    job.numerator or b"",
-                    job.denominator or b"",
+                    job.numerator or b"0",
+                    job.denominator or b"0",
                 )
             )
         self._send(conn, _packet(C.STATUS_RES, payload))
@@ -1505,14 +1796,14 @@ class Server:
     def _on_get_status_unique(self, conn: GeardConnection, data: bytes) -> None:
         job = self._find_unique(data) if data else None
         if job is None:
-            fields: tuple[bytes, ...] = (data, b"0", b"0", b"", b"", b"0")
+            fields: tuple[bytes, ...] = (data, b"0", b"0", b"0", b"0", b"0")
         else:
             fields = (
                 data,
                 b"1",
                 b"1" if job.running else b"0",
-                job.numerator or b"",
-                job.denominator or b"",
+                job.numerator or b"0",
+                job.denominator or b"0",
                 str(len(job.clients)).encode(),
             )
         self._send(conn, _packet(C.STATUS_RES_UNIQUE, b"\x00".join(fields)))
@@ -1619,12 +1910,57 @@ class Server:
         self.handleAdminRequest(request)
 
     def _reply(self, request: ServerAdminRequest, data: bytes) -> None:
-        self._send(cast(GeardConnection, request.connection), data)
+        """Write an admin reply now, so a peer that asks and never reads hits
+        ``max_output_buffer`` before its replies pile up in memory."""
+        conn = cast(GeardConnection, request.connection)
+        if conn.closed or conn.transport is None:
+            return
+        if self._committing or self._store_dirty or conn in self._held:
+            self._send(conn, data)  # after this turn's binary replies, which wait for the store
+            return
+        if conn.out:
+            data = b"".join((*conn.out, data))
+            conn.out.clear()
+        self._write(conn, data)
+
+    def _reply_lines(self, request: ServerAdminRequest, lines: Iterable[bytes]) -> None:
+        """Write a listing in chunks and end it with ``.``; never the whole of it at once."""
+        conn = cast(GeardConnection, request.connection)
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            if size >= _LISTING_CHUNK:
+                self._reply(request, b"".join(chunk))
+                chunk.clear()
+                size = 0
+                if conn.closed:
+                    return
+        chunk.append(b".\n")
+        self._reply(request, b"".join(chunk))
+
+    def _may_admin(self, request: ServerAdminRequest) -> bool:
+        """With an ACL, commands that change the server need ``admin`` (or ``grant``)."""
+        acl = self.acl
+        if acl is None:
+            return True
+        subject = cast(GeardConnection, request.connection).ssl_subject
+        check = getattr(acl, "canAdmin", None) or acl.canGrant
+        if check(subject):
+            return True
+        self._log_limited(
+            "acl", logging.INFO, "ACL denied %s the admin command %r", subject, request.command[:80]
+        )
+        self._reply(request, b"ERR PERMISSION_DENIED\n")
+        return False
 
     def handleAdminRequest(self, request: ServerAdminRequest) -> None:
         """Answer one admin line in gear 0.16's formats (gearmand's where 0.16 had none)."""
         words = request.command.split()
         verb = words[0].lower()
+        if verb in _ADMIN_VERBS and not self._may_admin(request):
+            return
         if verb == b"cancel" and len(words) > 1 and words[1].lower() == b"job":
             self.handleCancelJob(request)
         elif verb == b"status":
@@ -1681,7 +2017,12 @@ class Server:
             self._reply(request, b"ERR UNKNOWN_JOB\n")
             return
         conn = cast(GeardConnection, request.connection)
-        if self.acl is not None and not self.acl.canInvoke(conn.ssl_subject, _text(job._name)):
+        acl = self.acl
+        if (
+            acl is not None
+            and not acl.canInvoke(conn.ssl_subject, _text(job._name))
+            and not (getattr(acl, "canAdmin", None) or acl.canGrant)(conn.ssl_subject)
+        ):
             self._reply(request, b"ERR PERMISSION_DENIED\n")
             return
         packet = _packet(C.WORK_FAIL, job.handle)
@@ -1699,26 +2040,28 @@ class Server:
         ]
 
     def handleStatus(self, request: ServerAdminRequest) -> None:
-        lines = [
-            b"%s\t%d\t%d\t%d\n" % (fq.name, fq.total, fq.running, fq.workers)
-            for fq in self._visible_functions()
-        ]
-        lines.append(b".\n")
-        self._reply(request, b"".join(lines))
+        self._reply_lines(
+            request,
+            (
+                b"%s\t%d\t%d\t%d\n" % (fq.name, fq.total, fq.running, fq.workers)
+                for fq in self._visible_functions()
+            ),
+        )
 
     def handlePriorityStatus(self, request: ServerAdminRequest) -> None:
-        lines = [
-            b"%s\t%d\t%d\t%d\t%d\n"
-            % (fq.name, fq.counts[0], fq.counts[1], fq.counts[2], fq.workers)
-            for fq in self._visible_functions()
-        ]
-        lines.append(b".\n")
-        self._reply(request, b"".join(lines))
+        self._reply_lines(
+            request,
+            (
+                b"%s\t%d\t%d\t%d\t%d\n"
+                % (fq.name, fq.counts[0], fq.counts[1], fq.counts[2], fq.workers)
+                for fq in self._visible_functions()
+            ),
+        )
 
     def handleWorkers(self, request: ServerAdminRequest) -> None:
-        lines = []
-        for conn in self._connections:
-            lines.append(
+        self._reply_lines(
+            request,
+            (
                 b"%d %s %s : %s\n"
                 % (
                     conn.fd,
@@ -1726,46 +2069,60 @@ class Server:
                     conn.client_id or b"-",
                     b" ".join(conn.abilities),
                 )
-            )
-        lines.append(b".\n")
-        self._reply(request, b"".join(lines))
+                for conn in list(self._connections)
+            ),
+        )
 
     def handleShowJobs(self, request: ServerAdminRequest) -> None:
-        lines = [
-            b"%s\t%d\t0\t%d\n" % (job.handle, job.retries, 1 if job.state == QUEUED else 0)
-            for job in self.jobs.values()
-        ]
-        lines.append(b".\n")
-        self._reply(request, b"".join(lines))
+        self._reply_lines(
+            request,
+            (
+                b"%s\t%d\t0\t%d\n" % (job.handle, job.retries, 1 if job.state == QUEUED else 0)
+                for job in list(self.jobs.values())
+            ),
+        )
 
     def handleShowUniqueJobs(self, request: ServerAdminRequest) -> None:
-        lines = [unique + b"\n" for fq in self.function_queues.values() for unique in fq.uniques]
-        lines.append(b".\n")
-        self._reply(request, b"".join(lines))
+        self._reply_lines(
+            request,
+            (unique + b"\n" for fq in self.function_queues.values() for unique in fq.uniques),
+        )
 
     def handleMaxQueue(self, request: ServerAdminRequest) -> None:
         words = request.command.split()
         if len(words) < 2:
             self._incomplete(request, "usage: maxqueue FUNCTION [SIZE | HIGH NORMAL LOW]")
             return
+        sizes: list[int] | None
         try:
-            sizes = [int(w) for w in words[2:]]
+            # A negative size means no limit, as in gearmand (so does 0).
+            sizes = [max(int(w), 0) for w in words[2:]]
         except ValueError:
-            sizes = [-1]
-        if len(sizes) not in (0, 1, 3) or any(s < 0 for s in sizes):
+            sizes = None
+        if sizes is None or len(sizes) not in (0, 1, 3):
             self._reply(
                 request,
-                b"ERR INVALID_ARGUMENTS " + _err_text("sizes must be 1 or 3 integers >= 0") + b"\n",
+                b"ERR INVALID_ARGUMENTS " + _err_text("sizes must be 1 or 3 integers") + b"\n",
             )
             return
-        fq = self._function(words[1])
+        fq = self._admin_function(request, words[1])
+        if fq is None:
+            return
         if not sizes or not any(sizes):
             fq.max_queue = None
         elif len(sizes) == 1:
             fq.max_queue = (sizes[0], sizes[0], sizes[0])
         else:
             fq.max_queue = (sizes[0], sizes[1], sizes[2])
+        self._release(fq)
         self._reply(request, b"OK\n")
+
+    def _admin_function(self, request: ServerAdminRequest, name: bytes) -> FunctionQueue | None:
+        try:
+            return self._new_function(name)
+        except RemoteProtocolError as e:
+            self._reply(request, b"ERR INVALID_ARGUMENTS " + _err_text(str(e)) + b"\n")
+            return None
 
     def handleFunctionCommand(self, request: ServerAdminRequest) -> None:
         """gearmand's ``create function NAME`` and ``drop function NAME``."""
@@ -1775,7 +2132,9 @@ class Server:
             return
         name = words[2]
         if words[0].lower() == b"create":
-            self._function(name)
+            if self._admin_function(request, name) is None:
+                return
+            self._created.add(name)
             self.functions.add(name)
             self._reply(request, b"OK\n")
             return
@@ -1787,6 +2146,7 @@ class Server:
         else:
             del self.function_queues[name]
             self.functions.discard(name)
+            self._created.discard(name)
             self._reply(request, b"OK\n")
 
     def handleShutdown(self, request: ServerAdminRequest) -> None:
@@ -1806,15 +2166,7 @@ class Server:
         if self.acl is None:
             self._reply(request, b"ERR ACL_DISABLED\n")
             return
-        lines = [
-            (
-                "%s\tregister=%s\tinvoke=%s\tgrant=%s\n"
-                % (entry.subject, entry.register, entry.invoke, entry.grant)
-            ).encode()
-            for entry in self.acl.getEntries()
-        ]
-        lines.append(b".\n")
-        self._reply(request, b"".join(lines))
+        self._reply_lines(request, (_acl_line(entry) for entry in self.acl.getEntries()))
 
     def _acl_subject(self, request: ServerAdminRequest) -> str | None:
         return cast(GeardConnection, request.connection).ssl_subject
@@ -1836,6 +2188,8 @@ class Server:
         try:
             if verb == "grant":
                 acl.grantGrant(subject)
+            elif verb == "admin" and hasattr(acl, "grantAdmin"):
+                acl.grantAdmin(subject)
             elif verb in ("invoke", "register"):
                 if pattern is None:
                     self._incomplete(request, "usage: acl grant %s SUBJECT PATTERN" % verb)
@@ -1862,6 +2216,8 @@ class Server:
                 acl.revokeRegister(subject)
             elif verb == "grant":
                 acl.revokeGrant(subject)
+            elif verb == "admin" and hasattr(acl, "revokeAdmin"):
+                acl.revokeAdmin(subject)
             elif verb == "all":
                 try:
                     acl.remove(subject)

@@ -23,9 +23,11 @@ Why it looks the way it does:
   process dying but may lose the last commits on a power cut.
 * ``locking_mode=EXCLUSIVE``: a second geard on the same file fails to start
   instead of silently sharing (and corrupting) the queue.
-* A file that is not a readable queue raises
-  :class:`~gear.server.store.QueueStoreError`, so geard refuses to start
-  instead of starting empty and losing jobs.
+* A file that is not a readable queue, or an existing file that is empty,
+  raises :class:`~gear.server.store.QueueStoreError`, so geard refuses to
+  start instead of starting empty and losing jobs. Recent commits live in
+  the ``-wal`` file beside it until a checkpoint: a copy or backup needs
+  both files.
 """
 
 from __future__ import annotations
@@ -160,6 +162,14 @@ class SQLiteQueueStore(QueueStore):
     def _open(self, synchronous: str) -> sqlite3.Connection:
         if os.path.isdir(self.path):
             raise sqlite3.OperationalError("is a directory")
+        if os.path.exists(self.path) and os.path.getsize(self.path) == 0:
+            # SQLite would take it for a new database and geard would start
+            # with an empty queue, silently: a truncated file, or a copy made
+            # without its -wal file, must not pass for "no jobs".
+            raise sqlite3.DatabaseError(
+                "the file exists but is empty (0 bytes); if it is a copy, copy its -wal"
+                " file with it, or remove it to start a new queue"
+            )
         db = sqlite3.connect(
             self.path, timeout=self.lock_timeout, isolation_level=None, check_same_thread=False
         )

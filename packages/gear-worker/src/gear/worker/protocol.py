@@ -9,10 +9,14 @@ both drive it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gear import constants
 from gear.errors import RemoteProtocolError
+from gear.util import convert_to_bytes
+
+if TYPE_CHECKING:
+    from gear.worker.worker import FunctionRecord
 
 __all__ = [
     "INIT",
@@ -90,7 +94,7 @@ def parse_assignment(ptype: int, data: bytes) -> tuple[bytes, bytes, bytes | Non
     return handle, name, None, arguments
 
 
-def can_do_packet(name: bytes, timeout: Any) -> tuple[int, bytes]:
+def can_do_packet(name: bytes, timeout: int | str | bytes | None) -> tuple[int, bytes]:
     """Return the CAN_DO or CAN_DO_TIMEOUT type and payload for a function."""
     if timeout:
         if isinstance(timeout, (bytes, bytearray)):
@@ -101,13 +105,17 @@ def can_do_packet(name: bytes, timeout: Any) -> tuple[int, bytes]:
     return constants.CAN_DO, name
 
 
-def greeting(client_id: bytes | None, functions: Iterable[Any]) -> list[tuple[int, bytes]]:
+def greeting(
+    client_id: bytes | None, functions: Iterable[FunctionRecord]
+) -> list[tuple[int, bytes]]:
     """Return what a worker sends on (re)connect: SET_CLIENT_ID, then a CAN_DO per function.
 
     ``functions`` are :class:`gear.FunctionRecord` instances.
     """
     packets = [(constants.SET_CLIENT_ID, client_id or b"")]
-    packets.extend(can_do_packet(record.name, record.timeout) for record in functions)
+    packets.extend(
+        can_do_packet(convert_to_bytes(record.name), record.timeout) for record in functions
+    )
     return packets
 
 
@@ -118,12 +126,12 @@ def work_payload(handle: bytes, data: bytes | bytearray | None) -> bytes:
     return handle + b"\x00" + bytes(data)
 
 
-def status_data(numerator: Any, denominator: Any) -> bytes:
+def status_data(numerator: object, denominator: object) -> bytes:
     """Return the ``numerator \0 denominator`` of a WORK_STATUS (numbers as decimal text)."""
     return _number(numerator) + b"\x00" + _number(denominator)
 
 
-def _number(value: Any) -> bytes:
+def _number(value: object) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     return str(value).encode("utf8")

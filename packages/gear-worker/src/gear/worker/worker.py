@@ -6,7 +6,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from typing import cast
 
 from gear import constants
 from gear.admin import AdminRequest
@@ -35,24 +35,29 @@ __all__ = [
 ]
 
 _REQ = constants.REQ
+_REGISTER_DENIED = b"Permission denied by ACL: register "
 
 
 class FunctionRecord:
-    """A function a worker can run; ``name`` and ``timeout`` are kept as given."""
+    """A function a worker can run; ``name`` and ``timeout`` are kept as given.
 
-    def __init__(self, name: Any, timeout: Any = None) -> None:
+    ``timeout`` (seconds) makes the worker register with CAN_DO_TIMEOUT; it
+    may be an int or its decimal text (str or bytes), as gear 0.16 accepted.
+    """
+
+    def __init__(self, name: str | bytes, timeout: int | str | bytes | None = None) -> None:
         self.name = name
         self.timeout = timeout
 
     def __repr__(self) -> str:
         return "<gear.FunctionRecord 0x%x name: %s timeout: %s>" % (
             id(self),
-            self.name,
-            self.timeout,
+            str(self.name),
+            str(self.timeout),
         )
 
 
-def _require_bytes(data: Any) -> bytes | bytearray:
+def _require_bytes(data: object) -> bytes | bytearray:
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError(
             "work data must be bytes or bytearray, not %s (TextWorkerJob accepts str)"
@@ -64,54 +69,87 @@ def _require_bytes(data: Any) -> bytes | bytearray:
 class WorkerJob(BaseJob):
     """A job assigned to a :class:`gear.Worker`; report on it with ``send*``.
 
-    Each method writes one packet on ``connection`` (the server the job came
-    from) and does not wait for anything else.
+    ``arguments`` are bytes, and so is every payload the ``send*`` methods
+    take. Each method writes one packet on ``connection`` (the server the
+    job came from) and does not wait for anything else.
     """
+
+    handle: bytes
 
     def __init__(
         self,
         handle: bytes,
         name: str | bytes,
-        arguments: Any,
+        arguments: bytes | bytearray,
         unique: str | bytes | None = None,
     ) -> None:
         super().__init__(name, arguments, unique, handle)
 
     def _send(self, ptype: int, data: bytes | bytearray | None) -> None:
-        handle = self.handle
-        assert handle is not None and self.connection is not None
-        self.connection.sendRaw(encode_packet(_REQ, ptype, protocol.work_payload(handle, data)))
+        assert self.connection is not None
+        self.connection.sendRaw(
+            encode_packet(_REQ, ptype, protocol.work_payload(self.handle, data))
+        )
 
-    def _payload(self, data: Any) -> bytes | bytearray:
+    def _payload(self, data: object) -> bytes | bytearray:
         return _require_bytes(data)
 
-    def sendWorkData(self, data: Any = b"") -> None:
+    def sendWorkData(self, data: bytes | bytearray = b"") -> None:
         self._send(constants.WORK_DATA, self._payload(data))
 
-    def sendWorkWarning(self, data: Any = b"") -> None:
+    def sendWorkWarning(self, data: bytes | bytearray = b"") -> None:
         self._send(constants.WORK_WARNING, self._payload(data))
 
-    def sendWorkStatus(self, numerator: Any, denominator: Any) -> None:
+    def sendWorkStatus(self, numerator: object, denominator: object) -> None:
+        """Report progress. Any values are accepted, as in gear 0.16: bytes
+        go out as they are, anything else as its ``str()``."""
         self._send(constants.WORK_STATUS, protocol.status_data(numerator, denominator))
 
-    def sendWorkComplete(self, data: Any = b"") -> None:
+    def sendWorkComplete(self, data: bytes | bytearray = b"") -> None:
         self._send(constants.WORK_COMPLETE, self._payload(data))
 
     def sendWorkFail(self) -> None:
         self._send(constants.WORK_FAIL, None)
 
-    def sendWorkException(self, data: Any = b"") -> None:
+    def sendWorkException(self, data: bytes | bytearray = b"") -> None:
         self._send(constants.WORK_EXCEPTION, self._payload(data))
 
 
-class TextWorkerJob(TextJobArguments, TextJobUnique, WorkerJob):
-    """A worker job whose arguments and unique are ``str``; ``send*`` take str."""
-
-    def _payload(self, data: Any) -> bytes | bytearray:
-        return _require_bytes(convert_to_bytes(data))
+# The Text and Binary variants read some attributes back as another type
+# (gear 0.16's design); mypy flags those overrides, and only those are ignored.
 
 
-class BinaryWorkerJob(BaseBinaryJob, WorkerJob):
+class TextWorkerJob(TextJobArguments, TextJobUnique, WorkerJob):  # type: ignore[misc]
+    """A worker job whose arguments and unique are ``str``; ``send*`` take str too."""
+
+    def __init__(
+        self,
+        handle: bytes,
+        name: str | bytes,
+        arguments: str | bytes | bytearray,
+        unique: str | bytes | None = None,
+    ) -> None:
+        super().__init__(handle, name, arguments, unique)  # type: ignore[arg-type]
+
+    def _payload(self, data: object) -> bytes | bytearray:
+        if isinstance(data, str):
+            return data.encode("utf8")
+        return _require_bytes(data)
+
+    def sendWorkData(self, data: str | bytes | bytearray = "") -> None:
+        self._send(constants.WORK_DATA, self._payload(data))
+
+    def sendWorkWarning(self, data: str | bytes | bytearray = "") -> None:
+        self._send(constants.WORK_WARNING, self._payload(data))
+
+    def sendWorkComplete(self, data: str | bytes | bytearray = "") -> None:
+        self._send(constants.WORK_COMPLETE, self._payload(data))
+
+    def sendWorkException(self, data: str | bytes | bytearray = "") -> None:
+        self._send(constants.WORK_EXCEPTION, self._payload(data))
+
+
+class BinaryWorkerJob(BaseBinaryJob, WorkerJob):  # type: ignore[misc]
     """A worker job whose ``name`` is returned as bytes."""
 
 
@@ -142,6 +180,7 @@ class Worker(BaseClient):
         self.waiting_for_jobs = 0
         self.job_queue: queue.Queue[WorkerJob] = queue.Queue()
         self._interrupts = 0
+        self._refusals: dict[Connection, set[bytes]] = {}
         super().__init__(client_id)
         self.log = logging.getLogger("gear.Worker.%s" % (_text(client_id),))
 
@@ -164,9 +203,10 @@ class Worker(BaseClient):
             self._updateStateMachines()
 
     def _onConnectionLost(
-        self, conn: Connection, jobs: list[Any], tasks: list[Task], admin: list[AdminRequest]
+        self, conn: Connection, jobs: list[BaseJob], tasks: list[Task], admin: list[AdminRequest]
     ) -> None:
         super()._onConnectionLost(conn, jobs, tasks, admin)
+        self._refusals.pop(conn, None)
         with self.job_lock:
             self._job_cond.notify_all()
             self._grab_cond.notify_all()
@@ -199,7 +239,7 @@ class Worker(BaseClient):
 
     # -- functions --------------------------------------------------------
 
-    def registerFunction(self, name: str | bytes, timeout: Any = None) -> None:
+    def registerFunction(self, name: str | bytes, timeout: int | str | bytes | None = None) -> None:
         """Register ``name`` (CAN_DO, or CAN_DO_TIMEOUT with ``timeout`` seconds).
 
         Works without a connected server: functions are sent on every
@@ -241,7 +281,7 @@ class Worker(BaseClient):
 
     # -- jobs -------------------------------------------------------------
 
-    def getJob(self, timeout: float | None = None) -> Any:
+    def getJob(self, timeout: float | None = None) -> WorkerJob:
         """Block until a job is assigned and return it (a ``job_class``).
 
         Raises :class:`gear.InterruptedError` after :meth:`shutdown` or when
@@ -318,7 +358,7 @@ class Worker(BaseClient):
 
     # -- hooks (poll thread) ---------------------------------------------
 
-    def handleNoop(self, packet: Packet) -> Any:
+    def handleNoop(self, packet: Packet) -> Packet:
         conn = packet.connection
         assert conn is not None
         with self.job_lock:
@@ -327,7 +367,7 @@ class Worker(BaseClient):
             self._transition(conn, protocol.on_noop(conn.state, self._wanted()))
         return packet
 
-    def handleNoJob(self, packet: Packet) -> Any:
+    def handleNoJob(self, packet: Packet) -> Packet:
         conn = packet.connection
         assert conn is not None
         with self.job_lock:
@@ -336,7 +376,7 @@ class Worker(BaseClient):
             self._transition(conn, protocol.on_no_job(conn.state))
         return packet
 
-    def _handleAssignment(self, packet: Packet) -> Any:
+    def _handleAssignment(self, packet: Packet) -> WorkerJob:
         conn = packet.connection
         assert conn is not None
         handle, name, unique, arguments = protocol.parse_assignment(
@@ -351,17 +391,45 @@ class Worker(BaseClient):
             self._updateStateMachines()
         return job
 
-    def handleJobAssign(self, packet: Packet) -> Any:
+    def handleError(self, packet: Packet) -> Packet:
+        """Log a refused registration once and keep the connection.
+
+        A server answers a CAN_DO it will not honour (ACL, bad name) with
+        ERROR, and nothing else waits for that answer. Treating it as a lost
+        connection would reconnect, re-register and be refused again, in a
+        loop, and the allowed functions would never be served.
+        """
+        conn = packet.connection
+        assert conn is not None
+        text = packet.getArgument(1, True)
+        if conn.pending_tasks and not text.startswith(_REGISTER_DENIED):
+            return super().handleError(packet)
+        seen = self._refusals.setdefault(conn, set())
+        if text not in seen and len(seen) < 1000:
+            seen.add(text)
+            self.log.error(
+                "%s refused a request: %s: %s",
+                conn,
+                packet.getArgument(0).decode("utf8", "replace"),
+                text.decode("utf8", "replace"),
+            )
+        return packet
+
+    def handleJobAssign(self, packet: Packet) -> WorkerJob:
         return self._handleAssignment(packet)
 
-    def handleJobAssignUnique(self, packet: Packet) -> Any:
+    def handleJobAssignUnique(self, packet: Packet) -> WorkerJob:
         return self._handleAssignment(packet)
 
 
 class TextWorker(Worker):
     """A worker whose jobs are :class:`gear.TextWorkerJob`."""
 
-    job_class = TextWorkerJob
+    job_class: type[TextWorkerJob] = TextWorkerJob
+
+    def getJob(self, timeout: float | None = None) -> TextWorkerJob:
+        """:meth:`gear.Worker.getJob`, typed for the text jobs this worker makes."""
+        return cast(TextWorkerJob, super().getJob(timeout))
 
 
 def _text(value: str | bytes) -> str:
