@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Hooks", "JobOutcome", "call_hook"]
 
-#: How a job ended, as :meth:`Hooks.on_job_end` reports it.
+#: How a job ended, as :meth:`gear.Hooks.on_job_end` reports it.
 #:
 #: * ``"complete"``: WORK_COMPLETE.
 #: * ``"fail"``: WORK_FAIL.

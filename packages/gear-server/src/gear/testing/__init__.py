@@ -100,42 +100,37 @@ def server(*, host: str = LOOPBACK, port: int = 0, **options: Any) -> InProcessS
     return InProcessServer(host, port, **options)
 
 
-def _host_port(target: Any) -> tuple[str, int]:
-    if isinstance(target, tuple):
-        host, port = target
-        return str(host), int(port)
-    if isinstance(target, str):
-        host, _, port = target.rpartition(":")
-        return host.strip("[]"), int(port)
-    return str(target.host), int(target.port)
+def _entry(target: Any) -> Any:
+    if isinstance(target, InProcessServer):
+        return target.address
+    return target
 
 
 @contextlib.asynccontextmanager
 async def serving(
     worker: gear.AsyncWorker,
     *servers: Any,
-    handlers: Mapping[str | bytes, Callable[[Any], Awaitable[Any]]] | None = None,
+    handlers: Mapping[str, Callable[[Any], Awaitable[Any]]] | None = None,
     concurrency: int = 4,
-    connect_timeout: float = 10.0,
+    drain_timeout: float = 10.0,
 ) -> AsyncIterator[gear.AsyncWorker]:
-    """Run ``worker`` for the block, connected to ``servers``; close it afterwards.
+    """Serve ``worker``'s functions on ``servers`` for the block.
 
-    ``servers`` are :class:`InProcessServer` objects, ``"host:port"``
-    strings or ``(host, port)`` pairs, added to the worker; the block starts
-    once one of its servers is connected, so its functions are registered
-    before the test submits anything. ``handlers`` is the mapping
-    :meth:`gear.AsyncWorker.serve` takes. Leaving the block stops the worker
-    (jobs it holds run to their end) and closes it.
+    What runs is ``worker.copy(servers)`` (:meth:`gear.AsyncWorker.copy`):
+    the same client id, functions, codec and hooks, connected only to
+    ``servers`` (:class:`InProcessServer` objects or ``servers=`` entries;
+    by default the worker's own). So a worker defined once in a module, with
+    production servers, can be served by every test and is never connected
+    itself. The block starts once a server is connected and has handled the
+    functions' registration (:meth:`gear.AsyncWorker.sync`); :class:`gear.NoConnectedServersError`
+    if none comes up. ``handlers`` adds handlers as :meth:`gear.AsyncWorker.serve`
+    does. Leaving the block lets the jobs the copy holds finish (up to
+    ``drain_timeout`` seconds) and closes it. Yields the running copy.
     """
-    for target in servers:
-        worker.add_server(*_host_port(target))
-    try:
-        await worker.wait_for_server(connect_timeout)
-        task = asyncio.create_task(worker.serve(handlers or {}, concurrency=concurrency))
-        try:
-            yield worker
-        finally:
-            await worker.stop()
-            await task
-    finally:
-        await worker.close()
+    entries = [_entry(target) for target in servers]
+    if not entries and not worker.servers:
+        raise ValueError("serving() needs a server: pass one, or add one to the worker")
+    twin = worker.copy(entries or None)
+    async with twin, twin.serving(concurrency, handlers=handlers, drain_timeout=drain_timeout):
+        await twin.sync(twin.connect_timeout)
+        yield twin

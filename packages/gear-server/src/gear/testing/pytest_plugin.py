@@ -2,8 +2,10 @@
 
 * ``gear_server``: a :class:`gear.testing.InProcessServer` running for the
   test on a free port of 127.0.0.1.
-* ``gear_client``: a :class:`gear.AsyncClient` with ``gear_server`` added.
-* ``gear_worker``: a :class:`gear.AsyncWorker` with ``gear_server`` added.
+* ``gear_client``: a :class:`gear.AsyncClient` for ``gear_server``.
+* ``gear_worker``: a :class:`gear.AsyncWorker` for ``gear_server``.
+* ``gear_codec``: the ``codec=`` of both; ``None`` (bytes) unless a
+  ``conftest.py`` overrides it, e.g. to return :class:`gear.JSONCodec`.
 
 The fixtures are plain functions, not coroutines, so they work with
 pytest-asyncio, anyio's plugin or ``asyncio.run`` alike: the client and
@@ -15,11 +17,12 @@ the plugin with ``-p no:gear``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from gear import testing
+from gear.payload import Codec
 
 if TYPE_CHECKING:
     from gear.client.aio import AsyncClient
@@ -34,20 +37,22 @@ def gear_server() -> Iterator[testing.InProcessServer]:
 
 
 @pytest.fixture
-def gear_client(gear_server: testing.InProcessServer) -> AsyncClient:
-    """An :class:`gear.AsyncClient` for ``gear_server``; enter it with ``async with``."""
-    from gear.client.aio import AsyncClient
-
-    client = AsyncClient("gear-test-client")
-    client.add_server(gear_server.host, gear_server.port)
-    return client
+def gear_codec() -> Codec | None:
+    """The payload codec of ``gear_client`` and ``gear_worker``: override to pick one."""
+    return None
 
 
 @pytest.fixture
-def gear_worker(gear_server: testing.InProcessServer) -> AsyncWorker:
-    """An :class:`gear.AsyncWorker` for ``gear_server``; run it with ``gear.testing.serving``."""
+def gear_client(gear_server: testing.InProcessServer, gear_codec: Codec | None) -> AsyncClient[Any]:
+    """A :class:`gear.AsyncClient` for ``gear_server``; ``async with`` connects it."""
+    from gear.client.aio import AsyncClient
+
+    return AsyncClient("gear-test-client", [gear_server.address], codec=gear_codec)
+
+
+@pytest.fixture
+def gear_worker(gear_server: testing.InProcessServer, gear_codec: Codec | None) -> AsyncWorker:
+    """A :class:`gear.AsyncWorker` for ``gear_server``; serve it with ``gear.testing.serving``."""
     from gear.worker.aio import AsyncWorker
 
-    worker = AsyncWorker("gear-test-worker")
-    worker.add_server(gear_server.host, gear_server.port)
-    return worker
+    return AsyncWorker("gear-test-worker", [gear_server.address], codec=gear_codec)
