@@ -8,15 +8,18 @@ it passes and another worker does them. No job is lost and none fails.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import gear
 import gear.testing
-from fixtures.aio import T, run
+from fixtures.aio import T, run, wait_until
 from gear.testing import InProcessServer
 
 WORKER = """
@@ -174,5 +177,37 @@ def test_run_restores_the_signal_handlers_and_serving_runs_beside_other_tasks(
                 assert not loop.remove_signal_handler(signal.SIGUSR1)
                 async with worker.serving(concurrency=2):
                     assert await client.call("echo", b"two", timeout=T) == b"two"
+
+    run(main())
+
+
+def test_after_the_first_signal_no_new_job_is_taken(
+    gear_server: InProcessServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = gear.AsyncWorker("one-at-a-time", [gear_server.address])
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @worker.function("hold")
+    async def hold(job: Any) -> bytes:
+        started.set()
+        await release.wait()
+        return b"held"
+
+    async def main() -> None:
+        caplog.set_level(logging.INFO, logger="gear.AsyncWorker")
+        async with worker, gear.AsyncClient("c", [gear_server.address]) as client:
+            running = asyncio.create_task(worker.run(1, signals=[signal.SIGUSR1]))
+            first = asyncio.create_task(client.call("hold", b"1", timeout=T))
+            await asyncio.wait_for(started.wait(), T)
+            signal.raise_signal(signal.SIGUSR1)
+            await wait_until(lambda: "SIGUSR1: finishing running jobs" in caplog.text)
+            second = await client.submit("hold", b"2")
+            release.set()
+            assert await first == b"held"
+            await asyncio.wait_for(running, T)
+            # The second job waits on the server: the draining worker left it.
+            await client.status(second, timeout=T)
+            assert (second.known, second.running, second.done) == (True, False, False)
 
     run(main())
