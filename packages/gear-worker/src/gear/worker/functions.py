@@ -15,7 +15,7 @@ import asyncio
 import contextvars
 import inspect
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,9 +45,8 @@ class FunctionTimeout(Exception):
         self.timeout = timeout
 
 
-def _start(fn: Callable[..., Awaitable[Any]], argument: Any) -> asyncio.Future[Any]:
-    awaitable: Awaitable[Any] = fn(argument)
-    return asyncio.ensure_future(awaitable)
+#: asyncio.timeout (Python 3.11+), or None.
+_timeout: Callable[[float | None], Any] | None = getattr(asyncio, "timeout", None)
 
 
 class JobFunction:
@@ -94,17 +93,43 @@ class JobFunction:
         Raises :class:`FunctionTimeout` past the timeout, after the
         ``async def`` has been cancelled.
         """
+        if not self.is_async:
+            return await self._call_in_thread(job, argument)
+        # An async function runs in the caller's task: no task of its own to
+        # create per job, and cancelling the caller cancels it.
+        token = _current_job.set(job)
+        try:
+            if self.timeout is None:
+                return await self.fn(argument)
+            if _timeout is None:  # Python 3.10
+                return await self._call_in_task(job, argument)
+            deadline = _timeout(self.timeout)
+            try:
+                async with deadline:
+                    return await self.fn(argument)
+            except TimeoutError:
+                if deadline.expired():
+                    raise FunctionTimeout(self.name, self.timeout) from None
+                raise
+        finally:
+            _current_job.reset(token)
+
+    async def _call_in_thread(self, job: AsyncWorkerJob, argument: Any) -> Any:
         context = contextvars.copy_context()
         context.run(_current_job.set, job)
         loop = asyncio.get_running_loop()
-        task: asyncio.Future[Any]
-        if self.is_async:
-            # A task runs in a copy of the context current when it is created.
-            task = context.run(_start, self.fn, argument)
-        else:
-            task = loop.run_in_executor(None, context.run, self.fn, argument)
+        future = loop.run_in_executor(None, context.run, self.fn, argument)
         if self.timeout is None:
-            return await task
+            return await future
+        done, _ = await asyncio.wait((future,), timeout=self.timeout)
+        if done:
+            return future.result()
+        future.cancel()  # the thread runs on; its result is dropped
+        raise FunctionTimeout(self.name, self.timeout)
+
+    async def _call_in_task(self, job: AsyncWorkerJob, argument: Any) -> Any:
+        assert self.timeout is not None
+        task = asyncio.ensure_future(self.fn(argument))
         try:
             done, _ = await asyncio.wait((task,), timeout=self.timeout)
         except asyncio.CancelledError:
@@ -113,8 +138,7 @@ class JobFunction:
         if done:
             return task.result()
         task.cancel()
-        if self.is_async:
-            await asyncio.wait((task,))
-            if not task.cancelled():
-                task.exception()  # retrieved: the job ends with the timeout either way
+        await asyncio.wait((task,))
+        if not task.cancelled():
+            task.exception()  # retrieved: the job ends with the timeout either way
         raise FunctionTimeout(self.name, self.timeout)
