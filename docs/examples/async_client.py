@@ -1,4 +1,4 @@
-"""Call jobs from asyncio and await their results: python async_client.py [HOST [PORT]]."""
+"""Call jobs from asyncio: python async_client.py [HOST [PORT]]."""
 
 import asyncio
 import sys
