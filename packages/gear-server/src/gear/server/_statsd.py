@@ -8,18 +8,10 @@ dependency; with ``gear-server[statsd]`` installed the real client is used.
 from __future__ import annotations
 
 import socket
-from typing import Protocol
+
+from gear.server.stats import StatsClientLike
 
 __all__ = ["StatsClient", "StatsClientLike"]
-
-
-class StatsClientLike(Protocol):
-    """What the server calls on ``Server.statsd``: this module's client or
-    ``statsd.StatsClient`` from the statsd package."""
-
-    def incr(self, stat: str, count: int = 1, rate: float = 1) -> object: ...
-    def gauge(self, stat: str, value: float, rate: float = 1, delta: bool = False) -> object: ...
-    def timing(self, stat: str, delta: float, rate: float = 1) -> object: ...
 
 
 class StatsClient:
