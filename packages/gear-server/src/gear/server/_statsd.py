@@ -8,10 +8,11 @@ dependency; with ``gear-server[statsd]`` installed the real client is used.
 from __future__ import annotations
 
 import socket
+from typing import cast
 
 from gear.server.stats import StatsClientLike
 
-__all__ = ["StatsClient", "StatsClientLike"]
+__all__ = ["StatsClient", "StatsClientLike", "make_statsd"]
 
 
 class StatsClient:
@@ -41,3 +42,13 @@ class StatsClient:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def make_statsd(host: str, port: int, prefix: str | None) -> StatsClientLike:
+    """The ``statsd`` package's client when installed, else the built-in one."""
+    import gear
+
+    module = getattr(gear, "statsd", None)
+    if module is not None:
+        return cast(StatsClientLike, module.StatsClient(host, port, prefix))
+    return StatsClient(host, port, prefix)

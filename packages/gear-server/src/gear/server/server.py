@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gear.codec import DEFAULT_MAX_ADMIN_LINE
+from gear.server._statsd import make_statsd
 from gear.server.acl_admin import ACLLike
 from gear.server.config import (
     DEFAULT_BACKLOG,
@@ -37,7 +38,6 @@ from gear.server.config import (
 )
 from gear.server.model import QUEUED, FunctionQueue, ServerJob, Session
 from gear.server.runtime import Runtime
-from gear.server.stats import make_statsd
 from gear.server.store import QueueStore
 from gear.server.transport import GeardConnection
 from gear.tls import check_tls_files, load_context

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from gear import constants as C
 from gear.server.model import ServerJob, Session
 
-__all__ = ["Stats", "StatsClientLike", "make_statsd"]
+__all__ = ["Stats", "StatsClientLike"]
 
 
 class StatsClientLike(Protocol):
@@ -24,18 +24,6 @@ class StatsClientLike(Protocol):
     def incr(self, stat: str, count: int = 1, rate: float = 1) -> object: ...
     def gauge(self, stat: str, value: float, rate: float = 1, delta: bool = False) -> object: ...
     def timing(self, stat: str, delta: float, rate: float = 1) -> object: ...
-
-
-def make_statsd(host: str, port: int, prefix: str | None) -> StatsClientLike:
-    """The ``statsd`` package's client when installed, else the built-in one."""
-    import gear
-
-    module = getattr(gear, "statsd", None)
-    if module is not None:
-        return cast(StatsClientLike, module.StatsClient(host, port, prefix))
-    from gear.server._statsd import StatsClient
-
-    return StatsClient(host, port, prefix)
 
 
 class Stats:
