@@ -464,9 +464,13 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
         r["fg jobs/s"] = await guard(foreground(server.port, args.duration), limit)
         cpu, wall = server.cpu() - cpu0, time.monotonic() - started
         r["fg jobs/server-CPU-s"] = per_cpu(r["fg jobs/s"], wall, cpu)
+        cpu0 = server.cpu()
         latency = await guard(serial_latency(server.port, args.latency_jobs), 300)
         p50, p99 = latency if isinstance(latency, tuple) else ("stalled", "stalled")
         r["serial p50 us"], r["serial p99 us"] = p50, p99
+        if isinstance(latency, tuple):
+            jobs = args.latency_jobs + 100  # serial_latency warms up with 100 more
+            r["serial server CPU-us/job"] = (server.cpu() - cpu0) * 1e6 / jobs
     finally:
         server.stop()
 
@@ -478,7 +482,10 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
         r["bytes/queued job"] = (server.rss() - rss0) / queued
         if isinstance(r["bg enqueue jobs/s"], float):
             key = "bg drain jobs/s (%dk queued)" % (queued // 1000)
+            cpu0, started = server.cpu(), time.monotonic()
             r[key] = await guard(drain(server.port, queued), 600)
+            cpu, wall = server.cpu() - cpu0, time.monotonic() - started
+            r["bg drain jobs/server-CPU-s (%dk)" % (queued // 1000)] = per_cpu(r[key], wall, cpu)
             small = queued // 10
             if isinstance(await guard(enqueue(server.port, small), 300), float):
                 key = "bg drain jobs/s (%dk queued)" % (small // 1000)

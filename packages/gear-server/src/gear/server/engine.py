@@ -28,6 +28,7 @@ from gear.server.model import (
     FunctionQueue,
     ServerJob,
     Session,
+    TimerHandle,
     Timers,
     check_field,
 )
@@ -101,7 +102,7 @@ class Engine(AclAdmin):
         self._connections: dict[Session, None] = {}
         self._created: set[bytes] = set()
         self._scheduled: list[tuple[float, int, ServerJob]] = []
-        self._schedule_timer: object | None = None
+        self._schedule_timer: TimerHandle | None = None
         self._graceful = False
         self._stopping = False
 
@@ -243,9 +244,8 @@ class Engine(AclAdmin):
         self._arm_schedule()
 
     def _arm_schedule(self) -> None:
-        timer = self._schedule_timer
-        if timer is not None:
-            timer.cancel()  # type: ignore[attr-defined]
+        if self._schedule_timer is not None:
+            self._schedule_timer.cancel()
             self._schedule_timer = None
         while self._scheduled and self._scheduled[0][2].state != SCHEDULED:
             heapq.heappop(self._scheduled)

@@ -43,6 +43,8 @@ class GeardConnection(Session, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.server._connection_made(self, cast(asyncio.Transport, transport))
+        # The outbox calls the transport's own write: no Python frame per flush.
+        self.write = cast(asyncio.Transport, transport).write  # type: ignore[method-assign]
 
     def data_received(self, data: bytes) -> None:
         self.server._data_received(self, data)
