@@ -19,8 +19,8 @@ import pytest
 from gear import constants as C
 from gear.codec import AdminLine, Decoder, Frame, encode_packet
 from gear.packet import Packet
-from gear.server.admin import Admin
 from gear.server.config import ServerOptions
+from gear.server.inbox import Inbox
 from gear.server.model import QUEUED, RUNNING, SCHEDULED, Session
 from gear.server.store import MemoryQueueStore, QueueStore, StoredJob
 
@@ -105,11 +105,12 @@ class FakeSession(Session):
         return 0
 
 
-class Core(Admin):
+class Core(Inbox):
     """Every layer of gear.Server below the transport."""
 
     def __init__(self, timers: FakeTimers, store: QueueStore | None = None, **options: Any):
         super().__init__(ServerOptions(**options), timers, clock=timers.clock, queue_store=store)
+        self._init_inbox()
         self._dispatch = self._build_dispatch()
         self.fake_timers = timers
         self.numbers = itertools.count(1)
@@ -328,13 +329,14 @@ def test_client_id_and_workers_listing(core: Core) -> None:
 def test_all_yours_and_reduce(core: Core) -> None:
     client = core.connect()
     assert core.req(client, C.ALL_YOURS) == []
-    assert core.req(client, C.SUBMIT_REDUCE_JOB, b"fn", b"", b"r", b"") == [
-        res(
-            C.ERROR,
-            b"NOT_SUPPORTED",
-            b"SUBMIT_REDUCE_JOB is not supported by this server; submit a normal job",
-        )
-    ]
+    for ptype in (C.SUBMIT_REDUCE_JOB, C.SUBMIT_REDUCE_JOB_BACKGROUND):
+        assert core.req(client, ptype, b"fn", b"", b"r", b"") == [
+            res(
+                C.ERROR,
+                b"NOT_SUPPORTED",
+                b"SUBMIT_REDUCE_JOB is not supported by this server; submit a normal job",
+            )
+        ]
 
 
 # ----------------------------------------------------------------------
@@ -511,6 +513,24 @@ def test_bad_stream_closes_with_the_decoders_code(timers: FakeTimers) -> None:
     [line] = core.feed(long_line, b"x" * 60)
     assert isinstance(line, bytes) and line.startswith(b"ERR LINE_TOO_LONG ")
     assert long_line.closed
+
+
+def test_unfinished_input_over_the_total_cap_closes_the_biggest(timers: FakeTimers) -> None:
+    core = Core(timers, max_partial_total=100)
+    small, big = core.connect(), core.connect()
+    assert (
+        core.feed(small, b"\x00REQ" + bytes(3) + b"\x10" + bytes([0, 0, 0, 200]) + bytes(30)) == []
+    )
+    assert core.feed(big, b"status" + b" " * 46) == []
+    assert core._buffered_total == 94 and not small.closed and not big.closed
+    [(ptype, payload)] = core.feed(small, bytes(20))  # type: ignore[misc]
+    assert (ptype, payload) == res(
+        C.ERROR, b"SERVER_BUSY", b"too much unfinished input on the server"
+    )
+    assert small.closed and not big.closed
+    assert core._buffered_total == 52
+    assert core.feed(big, b"\n") == [b"."]
+    assert core._buffered_total == 0
 
 
 def test_exception_in_a_hook_drops_only_that_connection(timers: FakeTimers) -> None:

@@ -29,7 +29,8 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"acl_admin", "config", "model", "outbox", "stats", "store"},
     "handlers": {"config", "engine", "model", "outbox", "schedule"},
     "admin": {"_version", "handlers", "model", "outbox"},
-    "transport": {"admin", "model"},
+    "inbox": {"admin", "model", "outbox"},
+    "transport": {"inbox", "model"},
     "runtime": {"transport"},
     "server": {
         "_statsd",
@@ -59,6 +60,7 @@ IO_FREE = [
     "engine",
     "handlers",
     "admin",
+    "inbox",
 ]
 
 

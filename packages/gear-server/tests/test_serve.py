@@ -65,8 +65,8 @@ def test_serves_on_the_callers_loop_and_stops_on_cancel() -> None:
     async def main() -> None:
         task, server = await start(queue_store=store)
         assert server.loop is asyncio.get_running_loop()
-        ptype, data = await request(server.port, C.SUBMIT_JOB_BG, b"fn\x00\x00x")
-        assert ptype == C.JOB_CREATED and store.flushed >= 1
+        reply = await request(server.port, C.SUBMIT_JOB_BG, b"fn\x00\x00x")
+        assert reply == (C.JOB_CREATED, b"H:127.0.0.1:1") and store.flushed >= 1
         assert server.total_jobs == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -3,7 +3,7 @@
 Payloads are split with gear-core's argument counts; a malformed request
 becomes an ``ERROR`` packet in one place (:meth:`Handlers._frame`), and a
 stream the decoder cannot frame closes the connection with the decoder's
-typed error code (:meth:`Handlers._feed`). Each packet type also has gear
+typed error code (:mod:`gear.server.inbox`). Each packet type also has gear
 0.16's ``handleX(packet)`` hook: a subclass that overrides one receives
 that type as a :class:`gear.Packet`.
 """
@@ -17,13 +17,13 @@ from typing import Any, cast
 
 from gear import constants as C
 from gear.codec import split_arguments
-from gear.errors import LineTooLongError, RemoteProtocolError
+from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
 from gear.server.engine import Engine
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
-from gear.server.outbox import NO_JOB, NOOP, err_text, packet
+from gear.server.outbox import NO_JOB, NOOP, packet
 
 __all__ = ["HANDLERS", "Handlers"]
 
@@ -135,21 +135,6 @@ class Handlers(Engine):
 
     # ------------------------------------------------------------------
     # input
-
-    def _feed(self, conn: Session, data: bytes) -> bool:
-        """Decode and dispatch ``data``; False if the stream was bad and the peer is closed."""
-        self._trace = self.log.isEnabledFor(logging.DEBUG) or self.statsd is not None
-        try:
-            conn.decoder.process(data, conn.on_frame, conn.on_line)
-        except LineTooLongError as e:
-            self._send(conn, b"ERR LINE_TOO_LONG " + err_text(str(e)) + b"\n")
-            self.log.info("Protocol error from %s: %s", conn.host, e)
-            self._close(conn)
-            return False
-        except RemoteProtocolError as e:
-            self._protocol_error(conn, e.code.encode(), str(e))
-            return False
-        return True
 
     def _protocol_error(self, conn: Session, code: bytes, message: str) -> None:
         self._log_limited(

@@ -4,8 +4,7 @@ Each accepted socket becomes a :class:`GeardConnection`, an
 ``asyncio.Protocol`` that hands its bytes to the handlers and takes their
 replies from the outbox. This layer enforces what only the transport can
 see: the connection limit (counted before any TLS handshake), the
-handshake timeout, unfinished input held too long or too much of it in
-total, and a peer that stops reading.
+handshake timeout and a peer that stops reading.
 """
 
 from __future__ import annotations
@@ -15,13 +14,11 @@ import errno
 import logging
 import socket
 import ssl
-import time
 from socket import socket as Socket
 from typing import Any, cast
 
-from gear.codec import Decoder
 from gear.connection import set_keepalive
-from gear.server.admin import Admin
+from gear.server.inbox import Inbox
 from gear.server.model import Session
 from gear.tls import peer_common_name
 
@@ -47,7 +44,7 @@ class GeardConnection(Session, asyncio.Protocol):
         self.write = cast(asyncio.Transport, transport).write  # type: ignore[method-assign]
 
     def data_received(self, data: bytes) -> None:
-        self.server._data_received(self, data)
+        self.server._feed(self, data)
 
     def eof_received(self) -> bool:
         return False
@@ -82,7 +79,7 @@ class GeardConnection(Session, asyncio.Protocol):
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
 
-class Transport(Admin):
+class Transport(Inbox):
     """The listener and the connections' asyncio side."""
 
     loop: asyncio.AbstractEventLoop
@@ -94,8 +91,7 @@ class Transport(Admin):
     _ssl_context: ssl.SSLContext | None
 
     def _init_transport(self) -> None:
-        self._partial: set[Session] = set()
-        self._buffered_total = 0
+        self._init_inbox()
         self._pending: dict[GeardConnection, asyncio.Task[None]] = {}
         self._listening = False
         self._accept_retry: asyncio.TimerHandle | None = None
@@ -235,52 +231,5 @@ class Transport(Admin):
     def _connection_lost(self, conn: Session) -> None:
         conn.closed = True
         conn.out.clear()
-        self._partial.discard(conn)
-        self._buffered_total -= conn.buffered
-        conn.buffered = 0
+        self._forget_input(conn)
         self._forget_session(conn)
-
-    def _data_received(self, conn: Session, data: bytes) -> None:
-        if conn.closed or not self._feed(conn, data):
-            return
-        buffered = conn.decoder.buffered
-        if buffered:
-            if conn.partial_since is None:
-                conn.partial_since = time.monotonic()
-                self._partial.add(conn)
-        elif conn.partial_since is not None:
-            conn.partial_since = None
-            self._partial.discard(conn)
-        if buffered != conn.buffered:
-            self._buffered_total += buffered - conn.buffered
-            conn.buffered = buffered
-            if self._buffered_total > self.max_partial_total:
-                self._shed_partial()
-
-    def _shed_partial(self) -> None:
-        """Over the total input cap: close the connections holding the most."""
-        while self._buffered_total > self.max_partial_total:
-            holders = [c for c in self._partial if c.buffered and not c.closed]
-            if not holders:
-                return
-            conn = max(holders, key=lambda c: c.buffered)
-            self._buffered_total -= conn.buffered
-            self.log.warning(
-                "Closing %s: it holds %d bytes of unfinished input and all connections"
-                " together hold more than %d",
-                conn.host,
-                conn.buffered,
-                self.max_partial_total,
-            )
-            conn.buffered = 0
-            self._partial.discard(conn)
-            conn.decoder = Decoder(0, 1)
-            self._protocol_error(conn, b"SERVER_BUSY", "too much unfinished input on the server")
-
-    def _expire_partial(self) -> None:
-        """Close connections that have held an unfinished packet or line too long."""
-        if self._partial:
-            limit = time.monotonic() - self.partial_timeout
-            for conn in [c for c in self._partial if (c.partial_since or 0) < limit]:
-                self.log.info("Closing %s: unfinished input for too long", conn.host)
-                self._protocol_error(conn, b"TIMEOUT", "unfinished packet or line for too long")
