@@ -18,6 +18,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
 ]
 
 # Broken cross-references fail the build (-n -W). There is no intersphinx
@@ -44,9 +45,15 @@ autodoc_preserve_defaults = True
 python_maximum_signature_line_length = 88
 
 exclude_patterns = ["_build", "_generated", "examples"]
-html_theme = "alabaster"
+# furo: maintained, fluid width (code is not squeezed into a fixed column),
+# light and dark mode.
+html_theme = "furo"
 html_title = "gear %s" % (release,)
-html_theme_options = {"description": "Gearman for Python", "fixed_sidebar": True}
+
+# The copy button copies commands without their prompts, and no output.
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_exclude = ".linenos, .gp, .go"
 
 doctest_global_setup = "import gear"
 

@@ -17,12 +17,15 @@ async def reverse(job: AsyncWorkerJob) -> bytes:
 
 
 async def main() -> None:
-    async with gear.AsyncWorker("async-reverser") as worker:
-        worker.add_server(host, port)
-        await worker.wait_for_server(timeout=10)
+    async with gear.AsyncWorker("async-reverser", servers=[(host, port)]) as worker:
         print("worker ready", flush=True)
-        # Run up to 10 jobs at once until worker.stop() is called.
+        # Run up to 10 jobs at once until worker.stop() is called. If this is
+        # cancelled (Ctrl-C), running jobs go back to the server for another
+        # worker instead of failing.
         await worker.serve({"reverse": reverse}, concurrency=10)
 
 
-asyncio.run(main())
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:  # Ctrl-C cancels main(); leaving "async with" disconnects
+    print("worker stopped", flush=True)

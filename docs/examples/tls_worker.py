@@ -16,9 +16,13 @@ worker.addServer(
     ssl_ca=certs + "/ca.pem",
 )
 worker.registerFunction("reverse")
-worker.waitForServer(timeout=10)
-print("worker ready", flush=True)
-
-while True:
-    job = worker.getJob()
-    job.sendWorkComplete(job.arguments[::-1])
+try:
+    worker.waitForServer(timeout=10)
+    print("worker ready", flush=True)
+    while True:
+        job = worker.getJob()
+        job.sendWorkComplete(job.arguments[::-1])
+except KeyboardInterrupt:  # Ctrl-C
+    print("worker stopped", flush=True)
+finally:
+    worker.shutdown()

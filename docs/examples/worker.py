@@ -10,9 +10,13 @@ port = int(sys.argv[2]) if len(sys.argv) > 2 else 4730
 worker = gear.TextWorker("reverser")  # the client id other tools will show
 worker.addServer(host, port)
 worker.registerFunction("reverse")
-worker.waitForServer()
-print("worker ready", flush=True)
-
-while True:
-    job = worker.getJob()  # blocks until the server hands us a job
-    job.sendWorkComplete(job.arguments[::-1])
+try:
+    worker.waitForServer()
+    print("worker ready", flush=True)
+    while True:
+        job = worker.getJob()  # blocks until the server hands us a job
+        job.sendWorkComplete(job.arguments[::-1])
+except KeyboardInterrupt:  # Ctrl-C; the server requeues a job left unfinished
+    print("worker stopped", flush=True)
+finally:
+    worker.shutdown()

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,6 +89,65 @@ def admin(port: int, line: str, context: ssl.SSLContext | None = None) -> str:
         return conn.admin(line).decode()
 
 
+# -- Ctrl-C ------------------------------------------------------------------------
+
+#: example -> what shows it is waiting: a line it prints, or (None) a job queued.
+BLOCKING = {
+    "worker.py": "worker ready",
+    "tls_worker.py": "worker ready",
+    "async_worker.py": "worker ready",
+    "client.py": "submitted",  # no worker: it waits for the result
+    "async_client.py": None,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKING))
+def test_example_ends_cleanly_on_ctrl_c(
+    name: str, geard_factory: Callable[..., Geard], certs: Any
+) -> None:
+    """SIGINT (what Ctrl-C sends) to a waiting example: no traceback, a plain exit."""
+    args: list[str] = []
+    context = None
+    if name.startswith("tls_"):  # the test CA's "client" certificate, in its folder
+        tls = {"ssl_key": certs.server.key, "ssl_cert": certs.server.cert, "ssl_ca": certs.ca}
+        geard = geard_factory(**tls)
+        args = [str(certs.folder), "client"]
+        context = _context(certs.folder, "client")
+    else:
+        geard = geard_factory()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name), geard.host, str(geard.port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = BLOCKING[name]
+        if ready is not None:
+            line = proc.stdout.readline()
+            assert ready in line, line
+        deadline = time.monotonic() + 30
+        while "reverse" not in admin(geard.port, "status", context):  # registered, or queued
+            assert time.monotonic() < deadline, f"{name} did not reach the server"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    if "worker" in name:  # Ctrl-C is how a worker is meant to stop
+        assert (proc.returncode, out.splitlines()[-1:], err) == (0, ["worker stopped"], "")
+    else:  # a client that was stopped before its result says so
+        assert (proc.returncode, err) == (1, "interrupted\n")
+    deadline = time.monotonic() + 30
+    while "reverse\t" in admin(geard.port, "workers", context):  # the worker disconnected
+        assert time.monotonic() < deadline, admin(geard.port, "workers", context)
+        time.sleep(0.05)
+
+
 # -- gear-core and the server in Python -------------------------------------
 
 
@@ -127,7 +187,7 @@ def test_asyncio_worker_and_client(server: Geard | GearmanD, spawn: Spawn) -> No
     assert out.splitlines() == [
         "result: !oicnysa ,olleH",
         "results: ['0 boj', '1 boj', '2 boj', '3 boj', '4 boj']",
-        "update: status b'1' b'2'",
+        "update: status 1 2",
         "final: setadpu htiw",
     ]
 
@@ -219,7 +279,8 @@ def unit_command(tmp_path: Path, port: int) -> list[str]:
     unit = configparser.RawConfigParser(strict=False)
     unit.read(EXAMPLES / "geard.service")
     assert unit.get("Service", "KillSignal") == "SIGTERM"
-    argv = shlex.split(unit.get("Service", "ExecStart"))
+    # systemd joins a line that ends in a backslash to the next one.
+    argv = shlex.split(unit.get("Service", "ExecStart").replace("\\\n", " "))
     assert argv[0] == "/usr/local/bin/geard"
     argv[0] = tool("geard")
     argv[argv.index("--listen-address") + 1] = LOOPBACK

@@ -86,3 +86,87 @@ def test_a_line_that_stops_being_an_error_fails(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert 'Unused "type: ignore" comment' in result.stdout
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+ASYNC_TYPES = """
+import asyncio
+from typing import Literal, assert_type
+
+import gear
+from gear.client import AsyncJob, WorkUpdate
+from gear.worker import AsyncWorkerJob, Handler
+
+
+async def client_side() -> None:
+    async with gear.AsyncClient("typed", servers=["127.0.0.1:4730"]) as client:
+        assert_type(client, gear.AsyncClient)
+        assert_type(await client.call("reverse", b"abc", priority="high"), bytes)
+        job = await client.submit("reverse", "abc", keep_updates=False)
+        assert_type(job, AsyncJob)
+        assert_type(await job, bytes)
+        async for update in job:
+            assert_type(update, WorkUpdate)
+            assert_type(update.kind, Literal["data", "warning", "status"])
+            assert_type(update.numerator, int | None)
+    policy = gear.ReconnectPolicy(max_attempts=3)
+    gear.AsyncClient(servers=[("h", 4730), {"host": "h", "ssl_ca": "ca.pem"}], reconnect=policy)
+
+
+async def reverse(job: AsyncWorkerJob) -> bytes:
+    assert_type(job.arguments, bytes)
+    assert_type(job.name, str)
+    return job.arguments[::-1]
+
+
+async def worker_side() -> None:
+    handlers: dict[str, Handler] = {"reverse": reverse}
+    async with gear.AsyncWorker("typed", [("127.0.0.1", 4730)]) as worker:
+        assert_type(worker, gear.AsyncWorker)
+        await worker.serve(handlers, 4, on_cancel="fail")
+        await worker.serve({b"reverse": reverse})
+"""
+
+ASYNC_ERRORS = """
+import gear
+from gear.worker import AsyncWorkerJob
+
+
+async def returns_an_int(job: AsyncWorkerJob) -> int:
+    return 42
+
+
+async def main(client: gear.AsyncClient, worker: gear.AsyncWorker) -> None:
+    await client.call("f", b"", priority="urgent")  # type: ignore[arg-type]
+    await worker.serve({"f": returns_an_int})  # type: ignore[arg-type]
+    await worker.serve({}, on_cancel="drop")  # type: ignore[arg-type]
+    n: int = (await client.call("f")).numerator  # type: ignore[attr-defined]
+"""
+
+
+def _mypy_files(tmp_path: Path, *files: Path, extra: tuple[str, ...] = ()) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--config-file=", *extra]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_asyncio_examples_have_no_any(tmp_path: Path) -> None:
+    """mypy --strict with --disallow-any-expr: every expression has a concrete type."""
+    examples = [EXAMPLES / "async_client.py", EXAMPLES / "async_worker.py"]
+    _mypy_files(tmp_path, *examples, extra=("--disallow-any-expr",))
+
+
+def test_the_asyncio_api_types(tmp_path: Path) -> None:
+    program = tmp_path / "async_types.py"
+    program.write_text(textwrap.dedent(ASYNC_TYPES))
+    _mypy_files(tmp_path, program, extra=("--disallow-any-expr",))
+    errors = tmp_path / "async_errors.py"
+    errors.write_text(textwrap.dedent(ASYNC_ERRORS))
+    _mypy_files(tmp_path, errors, extra=("--warn-unused-ignores",))

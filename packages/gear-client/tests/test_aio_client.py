@@ -51,7 +51,7 @@ def test_updates_async_for(server: Any) -> None:
             assert updates == [
                 gear.client.WorkUpdate("data", b"one"),
                 gear.client.WorkUpdate("warning", b"careful"),
-                gear.client.WorkUpdate("status", b"", b"1", b"4"),
+                gear.client.WorkUpdate("status", b"", 1, 4),
                 gear.client.WorkUpdate("data", b""),
             ]
             assert await job == b"done"
@@ -117,11 +117,16 @@ def test_handler_exception_without_option_fails_job(server: Any) -> None:
         raise RuntimeError("no option")
 
     async def main() -> None:
-        async with serving(server, handlers={"broken": broken}), client_for(server) as client:
+        async with (
+            serving(server, handlers={"broken": broken}),
+            gear.AsyncClient("plain", [(server.host, server.port)], exceptions=False) as client,
+        ):
+            assert client.options == set()
             job = await client.submit("broken", b"")
-            with pytest.raises(JobFailedError):
+            with pytest.raises(JobFailedError) as info:
                 await job.result(T)
-            assert job.failure
+            assert not isinstance(info.value, gear.JobExceptionError)
+            assert job.failure and info.value.exception is None
 
     run(main())
 

@@ -23,7 +23,14 @@ GEAR_016_NAMES = {
 }  # fmt: skip
 
 # Names gear adds on top of gear 0.16 (each documented as an extension).
-EXTENSIONS = {"AsyncClient", "AsyncWorker"}
+EXTENSIONS = {
+    "AsyncClient",
+    "AsyncWorker",
+    "JobFailedError",
+    "JobExceptionError",
+    "ReconnectPolicy",
+    "ServerOptions",
+}
 
 
 def test_public_names_are_gear_016_plus_extensions() -> None:

@@ -2,19 +2,67 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import gear
-from gear._server_spec import ServerSpec
+from gear._server_spec import ServerEntry, ServerOptions, ServerSpec, server_options
 
 
 def test_duplicate_host_and_port() -> None:
-    added = [("127.0.0.1", 4730), ("127.0.0.1", "gearman")]
+    added = [("127.0.0.1", 4730)]
     ServerSpec("127.0.0.1", 4731).check_new(added)
     ServerSpec("localhost", 4730).check_new(added)
-    for port in (4730, "4730", "gearman"):
+    for port in (4730, "4730", " 4730"):
         with pytest.raises(gear.ConfigurationError, match="already specified"):
             ServerSpec("127.0.0.1", port).check_new(added)
+
+
+@pytest.mark.parametrize("port", ["gearman", "47 30", "", 4730.0, True, None, "4730x"])
+def test_a_port_that_is_not_an_integer_is_refused(port: object) -> None:
+    with pytest.raises(gear.ConfigurationError, match="must be an integer"):
+        ServerSpec("127.0.0.1", port)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("port", [0, -1, 65536, "70000"])
+def test_a_port_out_of_range_is_refused(port: int | str) -> None:
+    with pytest.raises(gear.ConfigurationError, match="between 1 and 65535"):
+        ServerSpec("127.0.0.1", port)
+
+
+def test_a_server_needs_a_host() -> None:
+    with pytest.raises(gear.ConfigurationError, match="host name"):
+        ServerSpec("", 4730)
+
+
+def test_address_names_the_server() -> None:
+    assert ServerSpec("127.0.0.1", 4730).address == "127.0.0.1:4730"
+    assert ServerSpec("::1", "4731").address == "[::1]:4731"
+
+
+@pytest.mark.parametrize(
+    ("entry", "options"),
+    [
+        ("gear.example", {"host": "gear.example"}),
+        ("gear.example:4731", {"host": "gear.example", "port": "4731"}),
+        ("[::1]:4731", {"host": "::1", "port": "4731"}),
+        ("[::1]", {"host": "::1"}),
+        ("::1", {"host": "::1"}),
+        (("127.0.0.1", 4731), {"host": "127.0.0.1", "port": 4731}),
+        ({"host": "h", "ssl_ca": "ca.pem"}, {"host": "h", "ssl_ca": "ca.pem"}),
+    ],
+)
+def test_server_entries(entry: ServerEntry, options: ServerOptions) -> None:
+    assert server_options(entry) == options
+
+
+@pytest.mark.parametrize(
+    "entry", ["[::1", "[::1]x", ("h",), {"port": 1}, {"host": "h", "sslkey": "k"}, 4730]
+)
+def test_bad_server_entries(entry: Any) -> None:
+    with pytest.raises(gear.ConfigurationError):
+        server_options(entry)
 
 
 def test_tls_only_with_all_three_files() -> None:

@@ -219,6 +219,10 @@ def test_worker_reconnects_and_registers_again(server: Any) -> None:
             worker.register("again")
             worker.add_server(server.host, server.port)
             await worker.wait_for_server(T)
+            # geard stopped between the TCP handshake and its accepting the
+            # connection leaves that socket open (a server issue of its own).
+            geard = getattr(server, "server", None)
+            await wait_until(lambda: geard is None or bool(geard.active_connections))
             server.stop()
             await wait_until(lambda: not worker.active_connections)
             server.restart()
@@ -291,5 +295,99 @@ def test_many_waiters_are_served_by_pipelined_grabs(server: Any) -> None:
             await wait_until(lambda: worker.active_connections[0].state == "SLEEP")
             await client.submit("pipe", b"wake")
             assert (await waiter).arguments == b"wake"
+
+    run(main())
+
+
+# -- issue 21: no hung or collateral failures -----------------------------
+
+
+def test_handler_returning_another_type_ends_the_job(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bug 1: a handler returning 42 left the job running until the client gave up."""
+
+    async def answer(job: Any) -> Any:
+        return 42 if job.arguments == b"int" else b"fine"
+
+    async def main() -> None:
+        async with connected(server) as (worker, client):
+            task = asyncio.create_task(worker.serve({"answer": answer}))
+            job = await client.submit("answer", b"int")
+            with pytest.raises(JobFailedError) as info:
+                await job.result(5)
+            assert info.value.exception == (
+                b"TypeError: the handler for 'answer' returned int, not bytes, str or None"
+            )
+            async with gear.AsyncClient(
+                "no-exc", [(server.host, server.port)], exceptions=False
+            ) as plain:
+                with pytest.raises(JobFailedError) as failed:
+                    await plain.call("answer", b"int", timeout=T)
+                assert failed.value.exception is None
+            job = await client.submit("answer", b"ok")
+            assert await job.result(T) == b"fine"
+            await worker.stop()
+            await asyncio.wait_for(task, T)
+
+    with caplog.at_level("ERROR", logger="gear.AsyncWorker"):
+        run(main())
+    assert [r.getMessage() for r in caplog.records if "returned int" in r.getMessage()]
+
+
+def test_cancelling_serve_requeues_running_jobs(server: Any) -> None:
+    """Bug 3: Ctrl-C (cancellation) failed the running jobs with WORK_FAIL."""
+    started: list[bytes] = []
+
+    async def stuck(job: Any) -> bytes:
+        started.append(job.arguments)
+        await asyncio.Event().wait()
+        return b"never"
+
+    async def done(job: Any) -> bytes:
+        return b"done by another worker: " + job.arguments
+
+    async def main() -> None:
+        async with connected(server, "job", client_id="first") as (first, client):
+            serving = asyncio.create_task(first.serve({"job": stuck}, concurrency=2))
+            jobs = [await client.submit("job", b"%d" % i) for i in range(2)]
+            await wait_until(lambda: len(started) == 2)
+            serving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await serving
+            async with gear.AsyncWorker("second") as second:
+                second.add_server(server.host, server.port)
+                rescue = asyncio.create_task(second.serve({"job": done}))
+                results = [await job.result(T) for job in jobs]
+                assert results == [b"done by another worker: 0", b"done by another worker: 1"]
+                await second.stop()
+                await asyncio.wait_for(rescue, T)
+
+    run(main())
+
+
+def test_cancelling_serve_with_on_cancel_fail_fails_them(server: Any) -> None:
+    started = asyncio.Event()
+
+    async def stuck(job: Any) -> bytes:
+        started.set()
+        await asyncio.Event().wait()
+        return b"never"
+
+    async def main() -> None:
+        servers = [(server.host, server.port)]
+        async with (
+            gear.AsyncWorker("failing", servers) as worker,
+            gear.AsyncClient("fail", servers) as client,
+        ):
+            serving = asyncio.create_task(worker.serve({"job": stuck}, on_cancel="fail"))
+            call = asyncio.create_task(client.call("job", b""))
+            await asyncio.wait_for(started.wait(), T)
+            serving.cancel()
+            with pytest.raises(JobFailedError):
+                await asyncio.wait_for(call, T)
+            assert len(worker.active_connections) == 1
+            with pytest.raises(gear.ConfigurationError):
+                await worker.serve({"job": stuck}, on_cancel="drop")  # type: ignore[arg-type]
 
     run(main())

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 from gear import constants as constants
+from gear._server_spec import (
+    ServerOptions as ServerOptions,
+)
 from gear._version import (
     __version__ as __version__,
 )
@@ -47,6 +50,8 @@ from gear.errors import (
     GearmanError as GearmanError,
     InterruptedError as InterruptedError,
     InvalidDataError as InvalidDataError,
+    JobExceptionError as JobExceptionError,
+    JobFailedError as JobFailedError,
     NoConnectedServersError as NoConnectedServersError,
     RetryIOError as RetryIOError,
     TimeoutError as TimeoutError,
@@ -61,6 +66,9 @@ from gear.job import (
 )
 from gear.packet import (
     Packet as Packet,
+)
+from gear.reconnect import (
+    ReconnectPolicy as ReconnectPolicy,
 )
 from gear.tasks import (
     OptionReqTask as OptionReqTask,
@@ -149,6 +157,8 @@ _CORE_NAMES = [
     "GearmanError",
     "InterruptedError",
     "InvalidDataError",
+    "JobExceptionError",
+    "JobFailedError",
     "NoConnectedServersError",
     "NonBlockingConnection",
     "OptionReqTask",
@@ -156,9 +166,11 @@ _CORE_NAMES = [
     "PRECEDENCE_LOW",
     "PRECEDENCE_NORMAL",
     "Packet",
+    "ReconnectPolicy",
     "RetryIOError",
     "ServerAdminRequest",
     "ServerConnection",
+    "ServerOptions",
     "ShowJobsAdminRequest",
     "ShowUniqueJobsAdminRequest",
     "StatusAdminRequest",

@@ -4,9 +4,9 @@ One :class:`asyncio.Protocol` per server socket feeds gear-core's sans-IO
 :class:`~gear.codec.Decoder` and hands each :class:`~gear.codec.Frame` to
 its owner. :class:`AsyncBase` keeps the server list and applies the rules of
 the threaded :class:`gear.BaseClient`: ``add_server`` only registers, a
-background task per server dials it and redials with a back-off of
-``reconnect_delay`` seconds after a failure, and requests go round-robin over
-the connected servers. Roles subclass it and fill in ``_on_connect``,
+background task per server dials it and redials after a failure as its
+:class:`~gear.ReconnectPolicy` says, and requests go round-robin over the
+connected servers. Roles subclass it and fill in ``_on_connect``,
 ``_handle_frame`` and ``_on_connection_lost``.
 """
 
@@ -18,42 +18,57 @@ import logging
 import socket
 import ssl
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
-from gear._server_spec import ServerSpec
+from gear._connect_errors import (
+    ConnectFailures,
+    check_tls_files_readable,
+    describe,
+)
+from gear._server_spec import ServerEntry, ServerSpec, server_options
 from gear.codec import Decoder, Frame
 from gear.connection import set_keepalive
 from gear.errors import (
+    ConfigurationError,
     DisconnectError,
     NoConnectedServersError,
     RemoteProtocolError,
     TimeoutError,
 )
+from gear.reconnect import ReconnectPolicy
 from gear.tls import load_context
 from gear.util import convert_to_bytes
 
 __all__ = ["AsyncConnection", "AsyncBase", "ServerAddress"]
 
+_Self = TypeVar("_Self", bound="AsyncBase")
+
 
 class ServerAddress:
-    """A server added with ``add_server``: where to dial and with what TLS."""
+    """A server added with ``add_server``: where to dial, with what TLS, and how it went."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        ssl_context: ssl.SSLContext | None,
-        keepalive: tuple[int, int, int] | None = None,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.ssl_context = ssl_context
-        self.keepalive = keepalive
+    def __init__(self, spec: ServerSpec) -> None:
+        self.spec = spec
+        self.host = spec.host
+        self.port = int(spec.port)
+        self.address = spec.address
+        self.keepalive = spec.keepalive_timings
         self.task: asyncio.Task[None] | None = None
         self.connection: AsyncConnection | None = None
+        #: True once the reconnect policy's ``max_attempts`` ran out.
+        self.gave_up = False
 
     def __repr__(self) -> str:
         return "<gear.ServerAddress host: %s port: %s>" % (self.host, self.port)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Load the TLS files (on every attempt, so fixed or renewed files are picked up)."""
+        files = self.spec.ssl_files
+        if files is None:
+            return None
+        check_tls_files_readable(*files)
+        return load_context(*files)
 
 
 class AsyncConnection(asyncio.Protocol):
@@ -80,6 +95,8 @@ class AsyncConnection(asyncio.Protocol):
         self.status_waiters: dict[tuple[int, bytes], list[Any]] = {}
         #: Client: handle -> foreground job awaiting WORK_* packets.
         self.related_jobs: dict[bytes, Any] = {}
+        #: Client: ECHO_REQ payload -> waiter for the ECHO_RES (liveness probe).
+        self.echo_waiters: dict[bytes, asyncio.Future[None]] = {}
         #: Worker: the grab state (gear.worker.protocol).
         self.state = "INIT"
         #: Worker: GRAB_JOB_UNIQ requests not answered yet.
@@ -120,13 +137,16 @@ class AsyncConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _lost(self) -> None:
         was_connected = self.connected
         self.connected = False
         self._wbuf.clear()
         if was_connected:
             self.owner._connection_lost(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     def send(self, data: bytes) -> None:
         """Queue ``data``; raises :class:`gear.DisconnectError` once disconnected."""
@@ -144,16 +164,14 @@ class AsyncConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection and tell the owner now, not on the next loop turn."""
-        was_connected = self.connected
-        self.connected = False
-        self._wbuf.clear()
-        if was_connected:
-            self.owner._connection_lost(self)
+        self._lost()
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
+        """Send what is queued, then close; the owner is told at once."""
         self._flush()
+        self._lost()
         if self.transport is not None:
             self.transport.close()
 
@@ -161,16 +179,24 @@ class AsyncConnection(asyncio.Protocol):
 class AsyncBase:
     """Server list, reconnect tasks and round-robin shared by the async roles.
 
-    Use it with ``async with``; leaving the block closes every connection.
-    ``reconnect_delay`` is the back-off after a failed connect (2 s as in gear
-    0.16; tests lower it).
+    Use it with ``async with``: entering starts connecting and, when servers
+    were given (``servers=`` or ``add_server`` before the block), waits up to
+    ``connect_timeout`` seconds for one of them; leaving closes every
+    connection. ``reconnect`` is the :class:`~gear.ReconnectPolicy` between
+    failed attempts (exponential back-off from 0.1 s to 10 s, with jitter,
+    retrying forever by default).
     """
 
-    reconnect_delay: float = 2.0
-    connect_timeout: float = 10.0
     _log_prefix = "gear.AsyncBase"
 
-    def __init__(self, client_id: str | bytes | None = None) -> None:
+    def __init__(
+        self,
+        client_id: str | bytes | None = None,
+        servers: Iterable[ServerEntry] | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> None:
         self.client_id: bytes | None = convert_to_bytes(client_id)
         name = self._log_prefix
         if self.client_id:
@@ -180,15 +206,63 @@ class AsyncBase:
         self.active_connections: list[AsyncConnection] = []
         self.connection_index = -1
         self.running = True
+        #: Seconds one connection attempt may take, and how long entering
+        #: ``async with`` waits for a first server.
+        self.connect_timeout = connect_timeout
+        self.reconnect = reconnect if reconnect is not None else ReconnectPolicy()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server_waiters: list[asyncio.Future[None]] = []
+        self._failures = ConnectFailures(self.log)
+        #: How the connect tasks wait between attempts (tests put a fake clock here).
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        if isinstance(servers, (str, bytes, dict)) or (
+            isinstance(servers, tuple) and any(isinstance(item, int) for item in servers)
+        ):
+            raise ConfigurationError(
+                "servers is a list of servers, such as servers=[%r]" % (servers,)
+            )
+        for entry in servers or ():
+            self.add_server(**server_options(entry))
 
-    async def __aenter__(self) -> Any:
-        self._ensure_started()
+    @property
+    def reconnect_delay(self) -> float:
+        """The first back-off of ``reconnect``; setting it fixes the back-off at that."""
+        return self.reconnect.initial_delay
+
+    @reconnect_delay.setter
+    def reconnect_delay(self, delay: float) -> None:
+        self.reconnect = ReconnectPolicy.fixed(delay, self.reconnect.max_attempts)
+
+    async def __aenter__(self: _Self) -> _Self:
+        """Start connecting; with servers added, wait for one (see :meth:`connect`)."""
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def connect(self) -> None:
+        """Start the connect tasks and wait up to ``connect_timeout`` for a first server.
+
+        Returns at once when no server was added yet or one is connected.
+        Raises :class:`gear.NoConnectedServersError` naming each server's
+        last error (``127.0.0.1:4730: connection refused``) when none came up.
+        """
+        self._ensure_started()
+        if not self.servers or self.active_connections:
+            return
+        try:
+            await self.wait_for_server(self.connect_timeout)
+        except TimeoutError:
+            raise NoConnectedServersError(
+                "No Gearman server was connected within %s seconds: %s"
+                % (self.connect_timeout, self._summary(self.connect_timeout)),
+                self._causes(self.connect_timeout),
+            ) from None
 
     # -- servers ----------------------------------------------------------
 
@@ -207,11 +281,12 @@ class AsyncBase:
         """Register a server; a background task connects to it (does not block).
 
         TLS is used when ``ssl_key``, ``ssl_cert`` and ``ssl_ca`` (file
-        names) are all given; the keepalive options are those of the
-        threaded ``addServer``. Raises :class:`gear.ConfigurationError` for a
-        host and port already added.
+        names) are all given; they are read on each connection attempt, so a
+        missing file shows as that server's connect error. The keepalive
+        options are those of the threaded ``addServer``. Raises
+        :class:`gear.ConfigurationError` for a port that is not an integer
+        from 1 to 65535, or a host and port already added.
         """
-        port = int(port)
         spec = ServerSpec(
             host,
             port,
@@ -224,21 +299,30 @@ class AsyncBase:
             tcp_keepcnt,
         )
         spec.check_new((s.host, s.port) for s in self.servers)
-        files = spec.ssl_files
-        context = load_context(*files) if files else None
-        server = ServerAddress(host, port, context, spec.keepalive_timings)
+        server = ServerAddress(spec)
         self.servers.append(server)
         if self._loop is not None and self.running:
             self._spawn(server)
 
     async def wait_for_server(self, timeout: float | None = None) -> None:
-        """Wait until some server is connected; :class:`gear.TimeoutError` after ``timeout`` s."""
+        """Wait until some server is connected.
+
+        Raises :class:`gear.TimeoutError` after ``timeout`` seconds, and
+        :class:`gear.NoConnectedServersError` as soon as every server has been
+        given up (``max_attempts`` of the reconnect policy); both messages
+        name each server with the reason its last attempt failed.
+        """
         self._ensure_started()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not self.active_connections:
             if not self.running:
                 raise DisconnectError("The %s is closed" % (type(self).__name__,))
+            if self.servers and all(s.gave_up for s in self.servers):
+                raise NoConnectedServersError(
+                    "No Gearman server could be reached: %s" % (self._summary(),),
+                    self._causes(),
+                )
             waiter: asyncio.Future[None] = loop.create_future()
             self._server_waiters.append(waiter)
             try:
@@ -248,11 +332,31 @@ class AsyncBase:
                     await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 raise TimeoutError(
-                    "No Gearman server was connected within %s seconds" % (timeout,)
+                    "No Gearman server was connected within %s seconds: %s"
+                    % (timeout, self._summary(self.connect_timeout))
                 ) from None
             finally:
                 if waiter in self._server_waiters:
                     self._server_waiters.remove(waiter)
+
+    def connect_errors(self) -> dict[str, str]:
+        """Each server not connected now (``"host:port"``) with its last connect error."""
+        return self._causes()
+
+    def _down(self) -> list[str]:
+        up = {conn.server for conn in self.active_connections}
+        return [s.address for s in self.servers if s not in up]
+
+    def _causes(self, timeout: float | None = None) -> dict[str, str]:
+        return self._failures.causes(self._down(), _pending(timeout))
+
+    def _summary(self, timeout: float | None = None) -> str:
+        return self._failures.summary(self._down(), _pending(timeout))
+
+    def _wake_waiters(self) -> None:
+        for waiter in self._server_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _ensure_started(self) -> None:
         if not self.running:
@@ -266,24 +370,55 @@ class AsyncBase:
         assert self._loop is not None
         server.task = self._loop.create_task(self._connect_loop(server))
 
-    async def _connect_loop(self, server: ServerAddress) -> None:
+    async def _dial(self, server: ServerAddress) -> AsyncConnection:
+        """One attempt: each address of the host in turn, then the TLS handshake."""
         loop = asyncio.get_running_loop()
+        context = server.ssl_context()
+        infos = await loop.getaddrinfo(server.host, server.port, type=socket.SOCK_STREAM)
+        error: OSError = OSError("%s has no address" % (server.host,))
+        for family, kind, proto, _, sockaddr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, sockaddr)
+            except OSError as e:
+                sock.close()
+                error = e
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: AsyncConnection(self, server),
+                    sock=sock,
+                    ssl=context,
+                    server_hostname=server.host if context else None,
+                )
+            except BaseException:
+                sock.close()
+                raise
+            return conn
+        raise error
+
+    async def _connect_loop(self, server: ServerAddress) -> None:
+        failures = 0
         while self.running:
             try:
-                _, conn = await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: AsyncConnection(self, server),
-                        server.host,
-                        server.port,
-                        ssl=server.ssl_context,
-                        server_hostname=server.host if server.ssl_context else None,
-                    ),
-                    self.connect_timeout,
-                )
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
-                self.log.debug("Unable to connect to %s:%s: %s", server.host, server.port, e)
-                await asyncio.sleep(self.reconnect_delay)
+                conn = await asyncio.wait_for(self._dial(server), self.connect_timeout)
+            except (OSError, asyncio.TimeoutError, ssl.SSLError, ValueError) as e:
+                failures += 1
+                self.log.debug("Unable to connect to %s: %r", server.address, e)
+                self._failures.failed(server.address, describe(e, self.connect_timeout))
+                if self.reconnect.gives_up(failures):
+                    server.gave_up = True
+                    self._failures.gave_up(server.address, failures)
+                    self._wake_waiters()
+                    return
+                await self._sleep(self.reconnect.delay(failures))
                 continue
+            failures = 0
+            self._failures.connected(server.address)
             server.connection = conn
             try:
                 self._on_connect(conn)
@@ -293,9 +428,7 @@ class AsyncBase:
             if conn.connected and self.running:
                 self.active_connections.append(conn)
                 self._on_active(conn)
-                for waiter in self._server_waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                self._wake_waiters()
                 self.log.debug("Connected to %s", conn)
             await conn.closed
 
@@ -309,7 +442,9 @@ class AsyncBase:
         """Return the next connected server, round-robin."""
         active = self.active_connections
         if not active:
-            raise NoConnectedServersError("No connected Gearman servers")
+            raise NoConnectedServersError(
+                "No connected Gearman servers: %s" % (self._summary(),), self._causes()
+            )
         self.connection_index += 1
         if self.connection_index >= len(active):
             self.connection_index = 0
@@ -341,8 +476,8 @@ class AsyncBase:
         if closing:
             await asyncio.wait(closing, timeout=5)
         for conn in conns:
-            if conn.connected:
-                conn.abort()
+            if conn.transport is not None and not conn.closed.done():
+                conn.transport.abort()
 
     # -- role hooks -------------------------------------------------------
 
@@ -357,3 +492,9 @@ class AsyncBase:
 
     def _on_connection_lost(self, conn: AsyncConnection) -> None:
         """Release whatever waits on ``conn``'s replies."""
+
+
+def _pending(timeout: float | None) -> str:
+    if timeout is None:
+        return "no connection attempt has finished yet"
+    return "no answer within %g seconds" % (timeout,)

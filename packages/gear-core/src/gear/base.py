@@ -19,6 +19,12 @@ from dataclasses import asdict
 from typing import Any
 
 from gear import constants
+from gear._connect_errors import (
+    ConnectFailures,
+    check_tls_files_readable,
+    describe,
+    server_address,
+)
 from gear._server_spec import ServerSpec
 from gear.admin import AdminRequest
 from gear.connection import Connection
@@ -28,6 +34,7 @@ from gear.errors import (
 )
 from gear.job import BaseJob
 from gear.packet import Packet
+from gear.reconnect import ReconnectPolicy
 from gear.tasks import Task
 from gear.util import convert_to_bytes
 
@@ -85,9 +92,14 @@ class BaseClientServer:
     it). It is read before every wait, so it can be changed at any time.
     ``connect_timeout`` bounds each attempt (10 s), so an unreachable host
     does not hold up the others; it applies to servers added afterwards.
+    Set ``reconnect`` to a :class:`gear.ReconnectPolicy` for back-off with
+    jitter instead: the wait after the ``n``-th failed pass in a row is
+    ``reconnect.delay(n)``. The connect thread still retries for ever, as in
+    gear 0.16 (``max_attempts`` is for the asyncio classes).
     """
 
     reconnect_delay: float = 2.0
+    reconnect: ReconnectPolicy | None = None
     #: Seconds one connection attempt (TCP connect and TLS handshake) may take.
     connect_timeout: float | None = 10.0
 
@@ -108,6 +120,7 @@ class BaseClientServer:
         self._poll_dirty = True
         self._handler_cache: dict[int, Callable[[Packet], object]] = {}
         self._timed = type(self).reportTimingStats is not BaseClientServer.reportTimingStats
+        self._failures = ConnectFailures(self.log)
         self.poll_thread = threading.Thread(
             name="Gearman client poll", target=self._doPollLoop, daemon=True
         )
@@ -120,6 +133,7 @@ class BaseClientServer:
     # -- connect thread -------------------------------------------------
 
     def _doConnectLoop(self) -> None:
+        failed_passes = 0
         while self.running:
             with self.connections_condition:
                 while self.running and not self.inactive_connections:
@@ -131,17 +145,28 @@ class BaseClientServer:
             for conn in pending:
                 if not self.running:
                     return
+                address = server_address(conn.host, conn.port)
                 try:
                     self._connectOne(conn)
                 except Exception as e:
                     failed = True
                     self.log.debug("Unable to connect to %s: %s", conn, e)
-            if failed:
-                with self.connections_condition:
-                    if self.running:
-                        self.connections_condition.wait(self.reconnect_delay)
+                    self._failures.failed(address, describe(e, conn.connect_timeout))
+                else:
+                    self._failures.connected(address)
+            if not failed:
+                failed_passes = 0
+                continue
+            failed_passes += 1
+            policy = self.reconnect
+            delay = self.reconnect_delay if policy is None else policy.delay(failed_passes)
+            with self.connections_condition:
+                if self.running:
+                    self.connections_condition.wait(delay)
 
     def _connectOne(self, conn: Connection) -> None:
+        if conn.use_ssl:
+            check_tls_files_readable(str(conn.ssl_key), str(conn.ssl_cert), str(conn.ssl_ca))
         conn.connect()
         try:
             self._onConnect(conn)
@@ -437,7 +462,11 @@ class BaseClient(BaseClientServer):
             self.connections_condition.notify_all()
 
     def waitForServer(self, timeout: float | None = None) -> None:
-        """Block until some server is connected; TimeoutError after ``timeout`` s."""
+        """Block until some server is connected; TimeoutError after ``timeout`` s.
+
+        The error names each server with the reason of its last failed
+        attempt (``127.0.0.1:4730: connection refused``).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.connections_condition:
             while self.running and not self.active_connections:
@@ -447,9 +476,18 @@ class BaseClient(BaseClientServer):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
-                        "No Gearman server was connected within %s seconds" % (timeout,)
+                        "No Gearman server was connected within %s seconds: %s"
+                        % (timeout, self.connectErrors())
                     )
                 self.connections_condition.wait(remaining)
+
+    def connectErrors(self) -> str:
+        """Each server not connected, with why its last attempt failed; "" if all are up."""
+        with self.connections_condition:
+            down = [server_address(c.host, c.port) for c in self.inactive_connections]
+            if not down and self.active_connections:
+                return ""
+        return self._failures.summary(down)
 
     def getConnection(self) -> Connection:
         """Return the next active connection, round-robin."""

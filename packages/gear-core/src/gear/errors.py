@@ -11,6 +11,7 @@ that are not valid Gearman.
 """
 
 import builtins
+from collections.abc import Mapping
 from typing import ClassVar
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "LineTooLongError",
     "InvalidArgumentsError",
     "JobFailedError",
+    "JobExceptionError",
 ]
 
 
@@ -52,7 +54,15 @@ class ConfigurationError(Exception):
 
 
 class NoConnectedServersError(Exception):
-    """There is no connected server to send a request to."""
+    """There is no connected server to send a request to.
+
+    ``errors`` maps each server (``"host:port"``) to the last reason it could
+    not be reached, when that is known; the message names them too.
+    """
+
+    def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: dict[str, str] = dict(errors or {})
 
 
 class UnknownJobError(Exception):
@@ -128,3 +138,16 @@ class JobFailedError(GearmanError):
     def __init__(self, message: str, exception: bytes | None = None) -> None:
         super().__init__(message)
         self.exception = exception
+
+
+class JobExceptionError(JobFailedError):
+    """A job ended with WORK_EXCEPTION; ``exception`` holds its payload (bytes).
+
+    A kind of :class:`JobFailedError`, so code that catches every failed job
+    keeps working.
+    """
+
+    exception: bytes
+
+    def __init__(self, message: str, exception: bytes) -> None:
+        super().__init__(message, exception)

@@ -1,7 +1,7 @@
 """gear-client: the threaded :class:`gear.Client`, the asyncio :class:`gear.AsyncClient`."""
 
 from gear.client._version import __version__
-from gear.client.aio import AsyncClient, AsyncJob, WorkUpdate
+from gear.client.aio import AsyncClient, AsyncJob, Priority, WorkUpdate
 from gear.client.client import Client
 from gear.client.job import BinaryJob, Job, TextJob
 
@@ -14,4 +14,5 @@ __all__ = [
     "AsyncClient",
     "AsyncJob",
     "WorkUpdate",
+    "Priority",
 ]

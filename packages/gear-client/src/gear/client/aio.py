@@ -8,41 +8,72 @@ the SUBMIT packets and applies WORK_* and STATUS_RES payloads to jobs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator
-from typing import Any, NamedTuple
+import os
+import weakref
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Literal, NamedTuple
 
 from gear import constants
 from gear._aio import AsyncBase, AsyncConnection
+from gear._server_spec import ServerEntry
 from gear.client import protocol
 from gear.codec import Frame, encode_packet, split_arguments
 from gear.errors import (
+    ConfigurationError,
     DisconnectError,
     GearmanError,
+    JobExceptionError,
     JobFailedError,
     TimeoutError,
 )
 from gear.job import BaseJob
+from gear.reconnect import ReconnectPolicy
 from gear.util import convert_to_bytes
 
-__all__ = ["AsyncClient", "AsyncJob", "WorkUpdate"]
+__all__ = ["AsyncClient", "AsyncJob", "WorkUpdate", "Priority"]
 
 _REQ = constants.REQ
 _SUBMIT = 0
 _OPTION = 1
 
+#: A job's priority by name; the ``gear.PRECEDENCE_*`` numbers work too.
+Priority = Literal["low", "normal", "high"]
+_PRIORITIES: dict[str, int] = {
+    "low": constants.PRECEDENCE_LOW,
+    "normal": constants.PRECEDENCE_NORMAL,
+    "high": constants.PRECEDENCE_HIGH,
+}
+
+
+def _precedence(priority: Priority | int) -> int:
+    if isinstance(priority, str):
+        try:
+            return _PRIORITIES[priority]
+        except KeyError:
+            raise ConfigurationError("Invalid priority %r" % (priority,)) from None
+    return priority
+
+
+def _count(value: bytes) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
 
 class WorkUpdate(NamedTuple):
     """One WORK_DATA, WORK_WARNING or WORK_STATUS packet of a running job.
 
-    ``kind`` is ``"data"``, ``"warning"`` or ``"status"``; ``data`` is the
-    payload (empty for status), ``numerator``/``denominator`` are set for
-    status only.
+    ``data`` is the payload (empty for status); ``numerator`` and
+    ``denominator`` are set for status only (None if a worker sent
+    something that is not a whole number).
     """
 
-    kind: str
+    kind: Literal["data", "warning", "status"]
     data: bytes
-    numerator: bytes | None = None
-    denominator: bytes | None = None
+    numerator: int | None = None
+    denominator: int | None = None
 
 
 class AsyncJob(BaseJob):
@@ -54,10 +85,19 @@ class AsyncJob(BaseJob):
     ``complete``, ``failure``, ``exception``, ``warning``, ``numerator``,
     ``denominator``, ``fraction_complete``, ``known``, ``running``) are kept
     up to date too, by the same code that updates threaded jobs.
+
+    With ``keep_updates=False`` (see :meth:`~gear.AsyncClient.submit`) the
+    job keeps no history: ``updates`` stays empty, ``data`` holds only the
+    result, and ``async for`` yields the updates that arrive while it runs.
     """
 
     def __init__(
-        self, name: str | bytes, arguments: bytes | bytearray, unique: str | bytes | None = None
+        self,
+        name: str | bytes,
+        arguments: bytes | bytearray,
+        unique: str | bytes | None = None,
+        *,
+        keep_updates: bool = True,
     ) -> None:
         super().__init__(name, arguments, unique)
         self.data: list[bytes] = []
@@ -73,13 +113,37 @@ class AsyncJob(BaseJob):
         self.background = False
         self.lost = False
         self.result_data: bytes | None = None
+        self.keep_updates = keep_updates
         self.updates: list[WorkUpdate] = []
         self._conn: AsyncConnection | None = None
         self._end: asyncio.Future[None] | None = None
         self._pulse: asyncio.Event | None = None
+        self._total = 0
+        self._recent: deque[WorkUpdate] = deque()
+        self._readers: weakref.WeakSet[_Updates] = weakref.WeakSet()
+        self._slot: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return "<gear.AsyncJob 0x%x handle: %r name: %s>" % (id(self), self.handle, self.name)
+
+    @property
+    def name(self) -> str:
+        """The function name."""
+        return self._name.decode("utf8")
+
+    @name.setter
+    def name(self, value: str | bytes) -> None:
+        self._name = convert_to_bytes(value)
+
+    @property
+    def arguments(self) -> bytes:
+        """The job's arguments as sent."""
+        return bytes(self._arguments)
+
+    @arguments.setter
+    def arguments(self, value: bytes | bytearray) -> None:
+        self._validate_arguments(value)
+        self._arguments = bytes(value)
 
     @property
     def done(self) -> bool:
@@ -92,12 +156,13 @@ class AsyncJob(BaseJob):
     async def result(self, timeout: float | None = None) -> bytes:
         """Wait for the end of the job and return its WORK_COMPLETE payload.
 
-        Raises :class:`gear.errors.JobFailedError` on WORK_FAIL or
-        WORK_EXCEPTION (``exception`` holds the latter's payload),
-        :class:`gear.DisconnectError` if the server connection was lost first,
-        :class:`gear.TimeoutError` after ``timeout`` seconds and
-        :class:`gear.GearmanError` for a background job, which has no result.
-        Cancelling the waiting task leaves the job (and connection) intact.
+        Raises :class:`gear.JobExceptionError` on WORK_EXCEPTION (its
+        ``exception`` is the payload) and :class:`gear.JobFailedError` on
+        WORK_FAIL, :class:`gear.DisconnectError` if the server connection
+        was lost first, :class:`gear.TimeoutError` after ``timeout`` seconds
+        and :class:`gear.GearmanError` for a background job, which has no
+        result. Cancelling the waiting task leaves the job (and connection)
+        intact.
         """
         if self.background:
             raise GearmanError("Background job %r sends no result to wait for" % (self.handle,))
@@ -117,7 +182,7 @@ class AsyncJob(BaseJob):
             )
         if self.failure:
             if self.exception is not None:
-                raise JobFailedError(
+                raise JobExceptionError(
                     "Job %r raised an exception: %s"
                     % (self.handle, self.exception.decode("utf8", "replace")),
                     self.exception,
@@ -125,21 +190,32 @@ class AsyncJob(BaseJob):
             raise JobFailedError("Job %r failed (WORK_FAIL)" % (self.handle,))
         return self.result_data or b""
 
-    def __aiter__(self) -> AsyncIterator[WorkUpdate]:
-        return self._iterate()
+    def __aiter__(self) -> _Updates:
+        return _Updates(self)
 
-    async def _iterate(self) -> AsyncIterator[WorkUpdate]:
-        index = 0
-        while True:
-            if index < len(self.updates):
-                yield self.updates[index]
-                index += 1
-                continue
-            if self._end is None or self._end.done():
-                return
-            if self._pulse is None:
-                self._pulse = asyncio.Event()
-            await self._pulse.wait()
+    def _push(self, update: WorkUpdate) -> None:
+        if self.keep_updates:
+            self.updates.append(update)
+        elif self._readers:
+            self._recent.append(update)
+        else:
+            self._recent.clear()
+        self._total += 1
+        self._notify()
+
+    def _update_at(self, position: int) -> WorkUpdate:
+        if self.keep_updates:
+            return self.updates[position]
+        return self._recent[position - (self._total - len(self._recent))]
+
+    def _trim(self) -> None:
+        """Drop the updates every reader has seen (``keep_updates=False`` only)."""
+        if self.keep_updates:
+            return
+        oldest = min((reader.position for reader in self._readers), default=self._total)
+        first = self._total - len(self._recent)
+        for _ in range(oldest - first):
+            self._recent.popleft()
 
     def _notify(self) -> None:
         pulse = self._pulse
@@ -147,38 +223,135 @@ class AsyncJob(BaseJob):
             self._pulse = None
             pulse.set()
 
+    def _free_slot(self) -> None:
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            slot()
+
     def _finish(self, lost: bool = False) -> None:
         self.lost = lost
         if self._end is not None and not self._end.done():
             self._end.set_result(None)
+        self._free_slot()
         self._notify()
+
+
+class _Updates:
+    """One ``async for`` over a job's updates; each reader has its own position."""
+
+    def __init__(self, job: AsyncJob) -> None:
+        self.job = job
+        self.position = 0 if job.keep_updates else job._total
+        job._readers.add(self)
+
+    def __aiter__(self) -> _Updates:
+        return self
+
+    async def __anext__(self) -> WorkUpdate:
+        job = self.job
+        while True:
+            if self.position < job._total:
+                update = job._update_at(self.position)
+                self.position += 1
+                job._trim()
+                return update
+            if job._end is None or job._end.done():
+                job._readers.discard(self)
+                raise StopAsyncIteration
+            if job._pulse is None:
+                job._pulse = asyncio.Event()
+            await job._pulse.wait()
 
 
 class AsyncClient(AsyncBase):
     """An asyncio Gearman client::
 
-        async with gear.AsyncClient("my-client") as client:
-            client.add_server("127.0.0.1")
-            await client.wait_for_server(10)
-            job = await client.submit("reverse", b"abc")
-            print(await job)
+        async with gear.AsyncClient("my-client", servers=["127.0.0.1:4730"]) as client:
+            result = await client.call("reverse", b"abc")
+
+    Entering the block connects (see :meth:`~gear.AsyncClient.connect`).
+    ``servers`` entries are ``"host"``, ``"host:port"``, ``("host", port)``
+    or a dict of :meth:`add_server` arguments (for TLS); ``add_server``
+    works at any time too. The client asks every server for the
+    ``exceptions`` option (``exceptions=False`` to not), so a handler's
+    exception reaches :meth:`call` as :class:`gear.JobExceptionError`.
 
     Many submits may run concurrently on one connection; replies are matched
-    in order. Servers are used round-robin and a submit moves on to the next
-    server when one refuses it, drops or does not answer, as
-    :meth:`gear.Client.submitJob` does.
+    in order. At most ``max_in_flight`` jobs (None: no limit) are in flight
+    at once, from submit to their end (to JOB_CREATED for background
+    jobs); a submit beyond that waits for a slot. Servers are used
+    round-robin and a submit moves on to the next server when one refuses
+    it or drops, as :meth:`gear.Client.submitJob` does.
     """
 
     _log_prefix = "gear.AsyncClient"
 
-    def __init__(self, client_id: str | bytes | None = "unknown") -> None:
-        super().__init__(client_id)
-        self.options: set[bytes] = set()
+    def __init__(
+        self,
+        client_id: str | bytes | None = "unknown",
+        servers: Iterable[ServerEntry] | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        reconnect: ReconnectPolicy | None = None,
+        exceptions: bool = True,
+        max_in_flight: int | None = 10_000,
+    ) -> None:
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ConfigurationError("max_in_flight must be at least 1 (or None)")
+        super().__init__(client_id, servers, connect_timeout=connect_timeout, reconnect=reconnect)
+        self.options: set[bytes] = {b"exceptions"} if exceptions else set()
+        self.max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight is not None else None
+        self._in_flight = 0
+        self._probes: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return "<gear.AsyncClient 0x%x>" % (id(self),)
 
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted (or being submitted) that have not ended yet."""
+        return self._in_flight
+
+    def _release_slot(self) -> None:
+        self._in_flight -= 1
+        if self._slots is not None:
+            self._slots.release()
+
     # -- requests ---------------------------------------------------------
+
+    async def call(
+        self,
+        name: str | bytes,
+        data: bytes | bytearray | str = b"",
+        *,
+        unique: str | bytes | None = None,
+        priority: Priority | int = "normal",
+        timeout: float | None = None,
+    ) -> bytes:
+        """Submit a job, wait for its end and return its WORK_COMPLETE data.
+
+        ``timeout`` bounds the whole call (waiting for a slot, the submit
+        and the job). Raises :class:`gear.JobFailedError` (WORK_FAIL),
+        :class:`gear.JobExceptionError` (WORK_EXCEPTION, with the payload),
+        :class:`gear.TimeoutError` (a :class:`TimeoutError`),
+        :class:`gear.DisconnectError` if the server was lost meanwhile, and
+        what :meth:`submit` raises. The job keeps no update history.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            job = await asyncio.wait_for(
+                self.submit(name, data, unique=unique, precedence=priority, keep_updates=False),
+                timeout,
+            )
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                "Job %r was not accepted within %s seconds" % (name, timeout)
+            ) from None
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        return await job.result(remaining)
 
     async def submit(
         self,
@@ -187,30 +360,58 @@ class AsyncClient(AsyncBase):
         *,
         unique: str | bytes | None = None,
         background: bool = False,
-        precedence: int = constants.PRECEDENCE_NORMAL,
+        precedence: Priority | int = constants.PRECEDENCE_NORMAL,
         timeout: float | None = None,
+        keep_updates: bool = True,
     ) -> AsyncJob:
         """Submit a job and return it once a server has given it a handle.
 
-        ``arguments`` may be ``str`` (sent as UTF-8). ``timeout`` bounds the
-        wait for each server's JOB_CREATED; a server that misses it is
-        dropped and the next one tried. Raises :class:`gear.GearmanError`
-        when no connected server accepted the job (also when none is
-        connected), :class:`gear.ConfigurationError` for a bad precedence.
+        ``arguments`` may be ``str`` (sent as UTF-8); ``precedence`` is
+        ``"low"``, ``"normal"``, ``"high"`` or a ``gear.PRECEDENCE_*``.
+        ``timeout`` bounds the wait for JOB_CREATED: when it runs out this
+        call raises :class:`gear.TimeoutError` and nothing else is touched
+        (the connection and its other jobs carry on; if the server then does
+        not answer an ECHO_REQ within ``connect_timeout`` it is dropped).
+        Raises :class:`gear.GearmanError` when no connected server accepted
+        the job (also when none is connected: the message then says why),
+        :class:`gear.ConfigurationError` for a bad precedence.
+        ``keep_updates=False`` keeps no update history on the job (for
+        long streams).
         """
-        ptype = protocol.submit_type(background, precedence)
+        ptype = protocol.submit_type(background, _precedence(precedence))
         if isinstance(arguments, str):
             arguments = arguments.encode("utf8")
-        job = AsyncJob(name, arguments, unique)
+        job = AsyncJob(name, arguments, unique, keep_updates=keep_updates)
         job.background = bool(background)
         packet = encode_packet(_REQ, ptype, protocol.submit_payload(job))
         self._ensure_started()
+        if self._slots is not None:
+            await self._slots.acquire()
+        self._in_flight += 1
+        job._slot = self._release_slot
+        try:
+            if await self._submit(job, packet, timeout):
+                if job.background:
+                    job._free_slot()
+                return job
+        except BaseException:
+            job._free_slot()
+            raise
+        job._free_slot()
+        if not self.active_connections:
+            raise GearmanError(
+                "Unable to submit job to any connected servers: no server is connected (%s)"
+                % (self._summary(),)
+            )
+        raise GearmanError("Unable to submit job to any connected servers")
+
+    async def _submit(self, job: AsyncJob, packet: bytes, timeout: float | None) -> bool:
         loop = asyncio.get_running_loop()
         attempted: set[AsyncConnection] = set()
         while True:
             active = self.active_connections
             if not active or attempted.issuperset(active):
-                break
+                return False
             conn = self._next_connection()
             if conn in attempted:
                 continue
@@ -227,14 +428,49 @@ class AsyncClient(AsyncBase):
                 else:
                     await asyncio.wait_for(created, timeout)
             except asyncio.TimeoutError:
-                self.log.warning("No JOB_CREATED from %s in %s seconds; dropping it", conn, timeout)
-                conn.abort()
-                continue
+                self._check_alive(conn)
+                raise TimeoutError(
+                    "No JOB_CREATED from %s:%s within %s seconds" % (conn.host, conn.port, timeout)
+                ) from None
             except DisconnectError:
                 continue
             if created.result():
-                return job
-        raise GearmanError("Unable to submit job to any connected servers")
+                return True
+
+    def _check_alive(self, conn: AsyncConnection) -> None:
+        """Drop ``conn`` if it answers no ECHO_REQ within ``connect_timeout`` (once at a time)."""
+        if conn.echo_waiters or not conn.connected:
+            return
+        token = os.urandom(8).hex().encode("ascii")
+        answered: asyncio.Future[None] = conn.loop.create_future()
+        conn.echo_waiters[token] = answered
+        conn.send(encode_packet(_REQ, constants.ECHO_REQ, token))
+
+        async def probe() -> None:
+            try:
+                await asyncio.wait_for(answered, self.connect_timeout)
+            except asyncio.TimeoutError:
+                if conn.connected:
+                    self.log.warning(
+                        "%s answered no ECHO_REQ within %s seconds; dropping it",
+                        conn,
+                        self.connect_timeout,
+                    )
+                    conn.abort()
+            except DisconnectError:
+                pass
+            finally:
+                conn.echo_waiters.pop(token, None)
+
+        task = conn.loop.create_task(probe())
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def close(self) -> None:
+        """Close every connection and stop reconnecting; a second call is harmless."""
+        for task in list(self._probes):
+            task.cancel()
+        await super().close()
 
     async def status(
         self, job: AsyncJob, *, timeout: float | None = None, unique: bool = False
@@ -312,6 +548,10 @@ class AsyncClient(AsyncBase):
         for future, _ in waiters:
             if not future.done():
                 future.set_exception(error)
+        echoes = list(conn.echo_waiters.values())
+        conn.echo_waiters.clear()
+        for echo in echoes:
+            echo.cancel()
         jobs = list(conn.related_jobs.values())
         conn.related_jobs.clear()
         for job in jobs:
@@ -384,24 +624,29 @@ class AsyncClient(AsyncBase):
     def _work_data(self, conn: AsyncConnection, data: bytes) -> None:
         job, rest = self._work(conn, data)
         if job is not None:
-            protocol.apply_work_data(job, rest)
-            job.updates.append(WorkUpdate("data", rest))
-            job._notify()
+            if job.keep_updates:
+                protocol.apply_work_data(job, rest)
+            job._push(WorkUpdate("data", rest))
 
     def _work_warning(self, conn: AsyncConnection, data: bytes) -> None:
         job, rest = self._work(conn, data)
         if job is not None:
-            protocol.apply_work_warning(job, rest)
-            job.updates.append(WorkUpdate("warning", rest))
-            job._notify()
+            if job.keep_updates:
+                protocol.apply_work_warning(job, rest)
+            job.warning = True
+            job._push(WorkUpdate("warning", rest))
 
     def _work_status(self, conn: AsyncConnection, data: bytes) -> None:
         handle, numerator, denominator = split_arguments(constants.WORK_STATUS, data)
         job = conn.related_jobs.get(handle)
         if job is not None:
             protocol.apply_work_status(job, numerator, denominator)
-            job.updates.append(WorkUpdate("status", b"", numerator, denominator))
-            job._notify()
+            job._push(WorkUpdate("status", b"", _count(numerator), _count(denominator)))
+
+    def _echo_res(self, conn: AsyncConnection, data: bytes) -> None:
+        waiter = conn.echo_waiters.pop(data, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _work_complete(self, conn: AsyncConnection, data: bytes) -> None:
         handle, rest = protocol.split_handle(data)
@@ -455,6 +700,7 @@ _HANDLERS: dict[int, Any] = {
     constants.WORK_EXCEPTION: AsyncClient._work_exception,
     constants.STATUS_RES: AsyncClient._status_res,
     constants.STATUS_RES_UNIQUE: AsyncClient._status_res_unique,
+    constants.ECHO_RES: AsyncClient._echo_res,
 }
 
 AsyncClient.__module__ = "gear"

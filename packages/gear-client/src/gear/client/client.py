@@ -197,6 +197,8 @@ class Client(BaseClient):
                 continue
             job.connection = conn
             return
+        if not attempted:
+            last_error = ": no server is connected (%s)" % (self.connectErrors(),)
         raise GearmanError("Unable to submit job to any connected servers%s" % (last_error,))
 
     def setOption(self, name: str | bytes, timeout: float | None = 30) -> bool:

@@ -6,13 +6,18 @@ mode double-forks, writes and locks the pidfile and logs to
 ``/var/log/geard/geard.log``. SIGTERM and SIGINT shut the server down
 gracefully (listener closed, running jobs given ``--shutdown-timeout``
 seconds, queue file flushed, pidfile removed); a second signal stops at once.
+
+Every option that can be checked is checked before geard detaches or
+serves (see :mod:`gear.cmd._checks`): a mistake is one line on stderr and
+exit status 2. In daemon mode the first process waits until the daemon
+listens, so a busy port or an unusable queue file is reported the same way
+(status 1) instead of only in the log file.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
-import importlib
 import logging
 import logging.config
 import os
@@ -21,6 +26,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gear.cmd import _checks
+from gear.errors import ConfigurationError
 from gear.server._version import __version__
 from gear.tls import check_tls_files
 
@@ -30,6 +37,13 @@ DEFAULT_PIDFILE = "/var/run/geard/geard.pid"
 DEFAULT_LOGFILE = "/var/log/geard/geard.log"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Report a bad option as one line, without the usage text around it."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 class Server:
     """The ``geard`` program: argument parsing, logging, daemonizing, serving."""
 
@@ -37,10 +51,14 @@ class Server:
         self.args: argparse.Namespace = argparse.Namespace()
         self.server: Any = None
         self._pidfile_fd: int | None = None
+        self._ready_fd: int | None = None
+        self._acl: Any = None
         self._signalled = False
 
     def parse_arguments(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
-        parser = argparse.ArgumentParser(
+        from gear.server import server as limits
+
+        parser = _Parser(
             prog="geard",
             description=(
                 "Gearman server. TLS needs --ssl-key, --ssl-cert and --ssl-ca together. "
@@ -53,16 +71,32 @@ class Server:
             "-d", dest="nodaemon", action="store_true", help="do not run as a daemon"
         )
         parser.add_argument(
-            "-p", dest="port", default=4730, type=int, help="port on which to listen"
+            "-p",
+            dest="port",
+            default=4730,
+            type=_checks.port,
+            help="port on which to listen; 0 picks a free one (default: 4730)",
         )
         parser.add_argument(
             "--listen-address",
             dest="listen_address",
             default=None,
-            help="IP address or hostname to bind",
+            help="IP address or hostname to bind (default: every address, IPv6 and IPv4)",
         )
-        parser.add_argument("--log-config", dest="log_config", help="logging config file")
-        parser.add_argument("--pidfile", dest="pidfile", default=DEFAULT_PIDFILE, help="PID file")
+        parser.add_argument(
+            "--log-config",
+            dest="log_config",
+            metavar="PATH",
+            help="logging config file (default: INFO to stderr with -d, else to %s)"
+            % DEFAULT_LOGFILE,
+        )
+        parser.add_argument(
+            "--pidfile",
+            dest="pidfile",
+            default=DEFAULT_PIDFILE,
+            metavar="PATH",
+            help="PID file in daemon mode (default: %s)" % DEFAULT_PIDFILE,
+        )
         parser.add_argument(
             "--ssl-ca", dest="ssl_ca", metavar="PATH", help="path to CA certificate"
         )
@@ -72,7 +106,12 @@ class Server:
         parser.add_argument(
             "--ssl-key", dest="ssl_key", metavar="PATH", help="path to SSL private key"
         )
-        parser.add_argument("--acl", dest="acl", metavar="PATH", help="path to ACL file")
+        parser.add_argument(
+            "--acl",
+            dest="acl",
+            metavar="PATH",
+            help="path to ACL file (needs TLS: its subjects are client certificate names)",
+        )
         parser.add_argument(
             "--keepalive",
             dest="keepalive",
@@ -82,49 +121,50 @@ class Server:
         parser.add_argument(
             "--keepalive-idle",
             dest="tcp_keepidle",
-            type=int,
+            type=_checks.number(int, 1),
             default=7200,
-            help="TCP keepalive idle time",
+            help="TCP keepalive idle time in seconds (default: 7200)",
         )
         parser.add_argument(
             "--keepalive-interval",
             dest="tcp_keepintvl",
-            type=int,
+            type=_checks.number(int, 1),
             default=75,
-            help="TCP keepalive probe interval",
+            help="TCP keepalive probe interval in seconds (default: 75)",
         )
         parser.add_argument(
             "--keepalive-count",
             dest="tcp_keepcnt",
-            type=int,
+            type=_checks.number(int, 1),
             default=9,
-            help="TCP keepalive probes count",
+            help="TCP keepalive probes count (default: 9)",
         )
         parser.add_argument(
             "--max-packet-size",
             dest="max_packet_size",
-            type=int,
+            type=_checks.number(int, 1),
             default=None,
-            help="largest packet payload in bytes",
+            help="largest packet payload in bytes (default: %d)" % limits.DEFAULT_MAX_PACKET_SIZE,
         )
         parser.add_argument(
             "--max-connections",
             dest="max_connections",
-            type=int,
+            type=_checks.number(int, 1),
             default=None,
-            help="most simultaneous connections",
+            help="most simultaneous connections (default: the open-file limit less 32)",
         )
         parser.add_argument(
             "--max-output-buffer",
             dest="max_output_buffer",
-            type=int,
+            type=_checks.number(int, 1),
             default=None,
-            help="bytes queued for a peer that does not read before it is disconnected",
+            help="bytes queued for a peer that does not read before it is disconnected "
+            "(default: %d)" % limits.DEFAULT_MAX_OUTPUT_BUFFER,
         )
         parser.add_argument(
             "--job-retries",
             dest="job_retries",
-            type=int,
+            type=_checks.number(int, 0),
             default=None,
             help="requeues of a job whose worker disconnected before it fails (default: no limit)",
         )
@@ -133,14 +173,16 @@ class Server:
             dest="queue_file",
             metavar="PATH",
             default=None,
-            help="keep background jobs in this SQLite file so they survive a crash or restart",
+            help="keep background jobs in this SQLite file so they survive a crash or restart "
+            "(default: none, jobs live in memory only)",
         )
         parser.add_argument(
             "--shutdown-timeout",
             dest="shutdown_timeout",
-            type=float,
+            type=_checks.number(float, 0),
             default=None,
-            help="seconds SIGTERM or 'shutdown graceful' waits for running jobs (default: 30)",
+            help="seconds SIGTERM or 'shutdown graceful' waits for running jobs (default: %g)"
+            % limits.DEFAULT_SHUTDOWN_TIMEOUT,
         )
         for flag, kind, text in (
             ("--tls-handshake-timeout", float, "seconds a TLS handshake may take (default: 10)"),
@@ -152,26 +194,46 @@ class Server:
             parser.add_argument(flag, type=kind, default=None, help=text)
         parser.add_argument("--version", dest="version", action="store_true", help="show version")
         self.args = parser.parse_args(argv)
-        try:
-            check_tls_files(self.args.ssl_key, self.args.ssl_cert, self.args.ssl_ca, cli=True)
-        except ValueError as e:
-            parser.error(str(e))
         return self.args
+
+    def check(self) -> None:
+        """Check every option that can be checked before serving or detaching.
+
+        Paths become absolute first: the daemon changes to ``/``.
+        """
+        args = self.args
+        for name in ("ssl_key", "ssl_cert", "ssl_ca", "acl", "queue_file", "log_config"):
+            value = getattr(args, name)
+            if value:
+                setattr(args, name, os.path.abspath(os.path.expanduser(value)))
+        try:
+            tls = check_tls_files(args.ssl_key, args.ssl_cert, args.ssl_ca, cli=True)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from None
+        if tls:
+            _checks.check_tls(args.ssl_key, args.ssl_cert, args.ssl_ca)
+        if args.acl:
+            self._acl = _checks.load_acl(args.acl, tls)
+        if args.queue_file:
+            _checks.check_queue_file(args.queue_file)
 
     def setup_logging(self) -> None:
         """Configure logging: a fileConfig file, else INFO to stderr (or the log file)."""
         if self.args.log_config:
-            path = os.path.expanduser(self.args.log_config)
-            if not os.path.exists(path):
-                raise Exception("Unable to read logging config file at %s" % path)
-            logging.config.fileConfig(path, disable_existing_loggers=False)
+            _checks.apply_log_config(self.args.log_config)
             return
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
         if self.args.nodaemon:
             logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)
             return
-        os.makedirs(os.path.dirname(DEFAULT_LOGFILE), exist_ok=True)
-        logging.basicConfig(level=logging.INFO, format=fmt, filename=DEFAULT_LOGFILE)
+        try:
+            os.makedirs(os.path.dirname(DEFAULT_LOGFILE), exist_ok=True)
+            logging.basicConfig(level=logging.INFO, format=fmt, filename=DEFAULT_LOGFILE)
+        except OSError as e:
+            raise ConfigurationError(
+                "cannot write the log file %s (give -d or --log-config to log elsewhere): %s"
+                % (DEFAULT_LOGFILE, e.strerror or e)
+            ) from None
 
     def _server_options(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -194,31 +256,45 @@ class Server:
         return extra
 
     def start(self) -> None:
-        """Build the server from the arguments and the statsd environment."""
-        from gear.server.server import Server as GearServer
+        """Build the server from the arguments and the statsd environment.
 
-        acl = None
-        if self.args.acl:
-            acl = importlib.import_module("gear.acl").load_acl_file(self.args.acl)
+        Raise :class:`~gear.errors.ConfigurationError` with one line naming
+        the option when the server cannot start.
+        """
+        from gear.server.server import Server as GearServer
+        from gear.server.store import QueueStoreError
+
         statsd_host = os.environ.get("STATSD_HOST")
         statsd_port = int(os.environ.get("STATSD_PORT", 8125))
         statsd_prefix = os.environ.get("STATSD_PREFIX")
-        self.server = GearServer(
-            self.args.port,
-            self.args.ssl_key,
-            self.args.ssl_cert,
-            self.args.ssl_ca,
-            statsd_host,
-            statsd_port,
-            statsd_prefix,
-            acl=acl,
-            host=self.args.listen_address,
-            keepalive=self.args.keepalive,
-            tcp_keepidle=self.args.tcp_keepidle,
-            tcp_keepintvl=self.args.tcp_keepintvl,
-            tcp_keepcnt=self.args.tcp_keepcnt,
-            **self._server_options(),
-        )
+        try:
+            self.server = GearServer(
+                self.args.port,
+                self.args.ssl_key,
+                self.args.ssl_cert,
+                self.args.ssl_ca,
+                statsd_host,
+                statsd_port,
+                statsd_prefix,
+                acl=self._acl,
+                host=self.args.listen_address,
+                keepalive=self.args.keepalive,
+                tcp_keepidle=self.args.tcp_keepidle,
+                tcp_keepintvl=self.args.tcp_keepintvl,
+                tcp_keepcnt=self.args.tcp_keepcnt,
+                **self._server_options(),
+            )
+        except QueueStoreError as e:
+            raise ConfigurationError("--queue-file: %s" % e) from None
+        except OSError as e:
+            cause = e.__cause__ if isinstance(e.__cause__, OSError) else e
+            host = self.args.listen_address
+            where = "%s port %d" % (host, self.args.port) if host else "port %d" % self.args.port
+            raise ConfigurationError(
+                "cannot listen on %s (-p, --listen-address): %s" % (where, cause.strerror or cause)
+            ) from None
+        except Exception as e:
+            raise ConfigurationError("cannot start: %s" % e) from None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -233,33 +309,67 @@ class Server:
         log.info("Received %s, shutting down gracefully", name)
         self.server.shutdown(graceful=True)
 
-    def serve(self) -> None:
+    def serve(self) -> int:
         """Start the server and block until a signal or ``shutdown`` stops it."""
-        self.setup_logging()
         log = logging.getLogger("gear.geard")
         try:
             self.start()
-        except Exception as e:
-            log.error("Unable to start geard: %s", e)
-            raise SystemExit(1) from None
+        except ConfigurationError as e:
+            if self.args.log_config or not self.args.nodaemon:
+                log.error("Unable to start geard: %s", e)  # else stderr gets it just below
+            self._remove_pidfile()  # before the shell hears of the failure
+            self._report(str(e))
+            return 1
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info("geard %s running (pid %d)", __version__, os.getpid())
+        self._report(None)
         while not self.server.wait(1.0):
             pass
         log.info("geard exited")
+        return 0
 
-    def daemonize(self) -> None:
-        """Detach with a plain double fork and take the pidfile lock."""
-        pidfile = self.args.pidfile
-        os.makedirs(os.path.dirname(os.path.abspath(pidfile)), exist_ok=True)
-        fd = os.open(pidfile, os.O_RDWR | os.O_CREAT, 0o644)
+    def _report(self, problem: str | None) -> None:
+        """Tell the shell that ran geard whether it started (one line, or none)."""
+        if self._ready_fd is None:
+            if problem is not None:
+                _complain(problem)
+            return
+        line = "" if problem is None else " ".join(problem.split())
+        os.write(self._ready_fd, line.encode(errors="replace") + b"\n")
+        os.close(self._ready_fd)
+        self._ready_fd = None
+
+    def _lock_pidfile(self) -> int:
+        pidfile = self.args.pidfile = os.path.abspath(self.args.pidfile)
+        try:
+            os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+            fd = os.open(pidfile, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ConfigurationError("--pidfile %s: %s" % (pidfile, e.strerror or e)) from None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise SystemExit("geard: %s is locked: is another geard running?" % pidfile) from None
-        if os.fork() > 0:
-            os._exit(0)
+            os.close(fd)
+            raise ConfigurationError(
+                "--pidfile %s is locked: is another geard running?" % pidfile
+            ) from None
+        return fd
+
+    def daemonize(self, fd: int) -> int | None:
+        """Detach with a double fork; keep the pidfile ``fd`` locked in the daemon.
+
+        Return None in the daemon. The first process waits for the daemon's
+        one-line report and returns the exit status for the shell.
+        """
+        ready, report = os.pipe()
+        first = os.fork()
+        if first > 0:
+            os.close(report)
+            os.close(fd)
+            os.waitpid(first, 0)
+            return self._await_daemon(ready)
+        os.close(ready)
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
@@ -269,10 +379,23 @@ class Server:
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
         self._pidfile_fd = fd
+        self._ready_fd = report
         devnull = os.open(os.devnull, os.O_RDWR)
         for target in (0, 1, 2):
             os.dup2(devnull, target)
         os.close(devnull)
+        return None
+
+    def _await_daemon(self, ready: int) -> int:
+        with os.fdopen(ready, "rb") as pipe:
+            line = pipe.readline(4096)
+        if line == b"\n":
+            return 0
+        if line:
+            _complain(line.decode(errors="replace"))
+        else:
+            _complain("the daemon exited while starting; see its log")
+        return 1
 
     def _remove_pidfile(self) -> None:
         if self._pidfile_fd is not None:
@@ -283,26 +406,42 @@ class Server:
             os.close(self._pidfile_fd)
             self._pidfile_fd = None
 
-    def main(self) -> None:
+    def main(self) -> int:
+        """Check, then serve in the foreground (``-d``) or as a daemon; return the status."""
         if self.args.version:
             print("Gear version: %s" % __version__)
-            return
-        if self.args.nodaemon:
-            self.serve()
-            return
-        self.daemonize()
+            return 0
         try:
-            self.serve()
+            self.check()
+            self.setup_logging()
+            fd = None if self.args.nodaemon else self._lock_pidfile()
+        except ConfigurationError as e:
+            _complain(str(e))
+            return 2
+        if fd is None:
+            return self.serve()
+        status = self.daemonize(fd)
+        if status is not None:
+            return status
+        try:
+            return self.serve()
         finally:
             self._remove_pidfile()
+
+
+def _complain(problem: str) -> None:
+    """Print one line to stderr, whatever the problem's text holds."""
+    print("geard: %s" % " ".join(problem.split()), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``geard`` console script."""
     command = Server()
     command.parse_arguments(argv)
-    command.main()
-    return 0
+    try:
+        return command.main()
+    except KeyboardInterrupt:  # Ctrl-C while starting, before geard handles SIGINT itself
+        return 130
 
 
 if __name__ == "__main__":

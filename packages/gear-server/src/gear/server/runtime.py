@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 
 from gear.server.transport import Transport
 
-__all__ = ["Runtime", "bind", "new_event_loop"]
+__all__ = ["Runtime", "bind", "bind_error", "new_event_loop"]
 
 _T = TypeVar("_T")
 
@@ -46,7 +46,7 @@ def bind(
             socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
         )
     except socket.gaierror as e:
-        raise Exception("Could not open socket: %s" % (e,)) from e
+        raise bind_error(e, host, port) from e
     infos.sort(key=lambda info: info[0], reverse=True)
     last: OSError | None = None
     for family, socktype, proto, _, addr in infos:
@@ -69,7 +69,15 @@ def bind(
             last = e
             continue
         return sock
-    raise Exception("Could not open socket: %s" % (last,))
+    assert last is not None  # getaddrinfo returns at least one address
+    raise bind_error(last, host, port) from last
+
+
+def bind_error(cause: OSError, host: str | None, port: int | str) -> OSError:
+    """An OSError that says where: geard shows it, and ``cause`` says why."""
+    where = "%s port %s" % (host, port) if host else "port %s" % (port,)
+    reason = cause.strerror or str(cause)
+    return OSError(cause.errno, "Could not open socket on %s: %s" % (where, reason))
 
 
 class Runtime(Transport):

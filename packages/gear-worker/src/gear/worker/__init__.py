@@ -1,7 +1,7 @@
 """gear-worker: the threaded :class:`gear.Worker`, the asyncio :class:`gear.AsyncWorker`."""
 
 from gear.worker._version import __version__
-from gear.worker.aio import AsyncWorker, AsyncWorkerJob
+from gear.worker.aio import AsyncWorker, AsyncWorkerJob, Handler, HandlerResult
 from gear.worker.worker import (
     BinaryWorkerJob,
     FunctionRecord,
@@ -21,4 +21,6 @@ __all__ = [
     "FunctionRecord",
     "AsyncWorker",
     "AsyncWorkerJob",
+    "Handler",
+    "HandlerResult",
 ]

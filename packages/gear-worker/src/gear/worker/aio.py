@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Literal
 
 from gear import constants
 from gear._aio import AsyncBase, AsyncConnection
+from gear._server_spec import ServerEntry
 from gear.codec import Frame, encode_packet
 from gear.errors import (
     ConfigurationError,
@@ -31,18 +32,26 @@ from gear.errors import (
     TimeoutError,
 )
 from gear.job import BaseJob
+from gear.reconnect import ReconnectPolicy
 from gear.util import convert_to_bytes
 from gear.worker import protocol
 from gear.worker.worker import FunctionRecord
 
-__all__ = ["AsyncWorker", "AsyncWorkerJob", "Handler"]
+__all__ = ["AsyncWorker", "AsyncWorkerJob", "Handler", "HandlerResult", "OnCancel"]
 
 _REQ = constants.REQ
 _GRAB = encode_packet(_REQ, constants.GRAB_JOB_UNIQ)
 
-#: A :meth:`AsyncWorker.serve` handler: its return value (bytes, str or
-#: None) becomes the WORK_COMPLETE payload unless it ended the job itself.
-Handler = Callable[["AsyncWorkerJob"], Awaitable[Any]]
+#: What a handler may return: the WORK_COMPLETE payload (str is sent as
+#: UTF-8, None as empty).
+HandlerResult = bytes | bytearray | str | None
+
+#: A :meth:`AsyncWorker.serve` handler: its return value becomes the
+#: WORK_COMPLETE payload unless it ended the job itself.
+Handler = Callable[["AsyncWorkerJob"], Awaitable[HandlerResult]]
+
+#: What :meth:`AsyncWorker.serve` does with running jobs when it is cancelled.
+OnCancel = Literal["requeue", "fail"]
 
 
 def _as_bytes(data: bytes | bytearray | str) -> bytes:
@@ -83,6 +92,25 @@ class AsyncWorkerJob(BaseJob):
             self.handle,
             self.name,
         )
+
+    @property
+    def name(self) -> str:
+        """The function name."""
+        return self._name.decode("utf8")
+
+    @name.setter
+    def name(self, value: str | bytes) -> None:
+        self._name = convert_to_bytes(value)
+
+    @property
+    def arguments(self) -> bytes:
+        """The job's arguments as the client sent them."""
+        return bytes(self._arguments)
+
+    @arguments.setter
+    def arguments(self, value: bytes | bytearray) -> None:
+        self._validate_arguments(value)
+        self._arguments = bytes(value)
 
     def _send(self, ptype: int, data: bytes | None) -> None:
         self._conn.send(encode_packet(_REQ, ptype, protocol.work_payload(self._handle, data)))
@@ -125,17 +153,16 @@ class AsyncWorkerJob(BaseJob):
 class AsyncWorker(AsyncBase):
     """An asyncio Gearman worker::
 
-        async with gear.AsyncWorker("my-worker") as worker:
-            worker.add_server("127.0.0.1")
+        async def reverse(job: AsyncWorkerJob) -> bytes:
+            return job.arguments[::-1]
 
-            async def reverse(job):
-                return job.arguments[::-1]
-
+        async with gear.AsyncWorker("my-worker", servers=["127.0.0.1:4730"]) as worker:
             await worker.serve({"reverse": reverse}, concurrency=10)
 
-    ``serve`` runs until :meth:`stop`; ``async for job in worker.jobs()`` is
-    the pull-style alternative. Functions are re-registered on every
-    reconnect.
+    ``servers``, ``connect_timeout`` and ``reconnect`` are those of
+    :class:`gear.AsyncClient`. ``serve`` runs until :meth:`stop`;
+    ``async for job in worker.jobs()`` is the pull-style alternative.
+    Functions are re-registered on every reconnect.
     """
 
     _log_prefix = "gear.AsyncWorker"
@@ -144,13 +171,19 @@ class AsyncWorker(AsyncBase):
     grab_wait_timeout: float = 5.0
 
     def __init__(
-        self, client_id: str | bytes | None = None, *, worker_id: str | bytes | None = None
+        self,
+        client_id: str | bytes | None = None,
+        servers: Iterable[ServerEntry] | None = None,
+        *,
+        worker_id: str | bytes | None = None,
+        connect_timeout: float = 10.0,
+        reconnect: ReconnectPolicy | None = None,
     ) -> None:
         if not client_id:
             client_id = worker_id
         if not client_id:
             raise ConfigurationError("A client_id must be provided")
-        super().__init__(client_id)
+        super().__init__(client_id, servers, connect_timeout=connect_timeout, reconnect=reconnect)
         self.functions: dict[bytes, FunctionRecord] = {}
         self._queue: deque[AsyncWorkerJob] = deque()
         self._waiters: deque[asyncio.Future[AsyncWorkerJob]] = deque()
@@ -231,43 +264,67 @@ class AsyncWorker(AsyncBase):
                 return
             yield job
 
-    async def serve(self, handlers: Mapping[str | bytes, Handler], concurrency: int = 1) -> None:
+    async def serve(
+        self,
+        handlers: Mapping[str, Handler] | Mapping[bytes, Handler],
+        concurrency: int = 1,
+        *,
+        on_cancel: OnCancel = "requeue",
+    ) -> None:
         """Run ``handlers[name](job)`` for assigned jobs, at most ``concurrency`` at once.
 
         Registers the functions not registered yet. A handler's return value
         (bytes, str or None) is sent with WORK_COMPLETE unless the handler
-        ended the job itself; an exception it raises is sent as
-        WORK_EXCEPTION. Returns after :meth:`stop`, once every job already
-        taken has finished.
+        ended the job itself; an exception it raises, or a return value of
+        another type (a :class:`TypeError`), is sent as WORK_EXCEPTION
+        (clients without the ``exceptions`` option get WORK_FAIL). Returns
+        after :meth:`stop`, once every job already taken has finished.
+
+        Cancelling ``serve`` (Ctrl-C in ``asyncio.run``) cancels the running
+        handlers. With ``on_cancel="requeue"`` their jobs are not failed: the
+        connections that carry them are closed, so the server gives them to
+        another worker (this worker reconnects; other jobs taken on those
+        connections are requeued too). ``on_cancel="fail"`` sends WORK_FAIL
+        for each instead.
         """
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
+        if on_cancel not in ("requeue", "fail"):
+            raise ConfigurationError("on_cancel must be 'requeue' or 'fail', not %r" % (on_cancel,))
         table = {convert_to_bytes(name): handler for name, handler in handlers.items()}
         for name in table:
             if name not in self.functions:
                 self.register(name)
         self._ensure_started()
         loop = asyncio.get_running_loop()
-        runners = [loop.create_task(self._runner(table)) for _ in range(concurrency)]
+        runners = [loop.create_task(self._runner(table, on_cancel)) for _ in range(concurrency)]
         self._runners.update(runners)
         try:
             await asyncio.gather(*runners)
+        except asyncio.CancelledError:
+            self._runners.difference_update(runners)
+            if on_cancel == "requeue" and not self._runners and not self._waiters:
+                while self._queue:
+                    self._requeue(self._queue.popleft(), "nobody is left to run it")
+            raise
         finally:
             for task in runners:
                 task.cancel()
             self._runners.difference_update(runners)
 
-    async def _runner(self, table: dict[bytes, Handler]) -> None:
+    async def _runner(self, table: dict[bytes, Handler], on_cancel: OnCancel) -> None:
         while True:
             try:
                 job = await self.get_job()
             except InterruptedError:
                 while self._queue:
-                    await self._run(table, self._queue.popleft())
+                    await self._run(table, self._queue.popleft(), on_cancel)
                 return
-            await self._run(table, job)
+            await self._run(table, job, on_cancel)
 
-    async def _run(self, table: dict[bytes, Handler], job: AsyncWorkerJob) -> None:
+    async def _run(
+        self, table: dict[bytes, Handler], job: AsyncWorkerJob, on_cancel: OnCancel
+    ) -> None:
         handler = table.get(job.binary_name)
         try:
             if handler is None:
@@ -275,20 +332,46 @@ class AsyncWorker(AsyncBase):
             result = await handler(job)
         except asyncio.CancelledError:
             if not job.ended:
-                with contextlib.suppress(Exception):
-                    job.fail()
+                if on_cancel == "fail":
+                    with contextlib.suppress(Exception):
+                        job.fail()
+                else:
+                    self._requeue(job, "its handler was cancelled")
             raise
         except Exception as e:
             self.log.exception("Handler for %s (%r) raised", job.name, job.handle)
-            if not job.ended:
-                with contextlib.suppress(Exception):
-                    job.exception("%s: %s" % (type(e).__name__, e))
+            self._end_with_exception(job, "%s: %s" % (type(e).__name__, e))
             return
-        if not job.ended:
-            try:
-                job.complete(b"" if result is None else result)
-            except Exception:
-                self.log.exception("Unable to complete %r", job.handle)
+        if job.ended:
+            return
+        if result is not None and not isinstance(result, (bytes, bytearray, str)):
+            message = "TypeError: the handler for %r returned %s, not bytes, str or None" % (
+                job.name,
+                type(result).__name__,
+            )
+            self.log.error("Job %r failed: %s", job.handle, message)
+            self._end_with_exception(job, message)
+            return
+        try:
+            job.complete(b"" if result is None else result)
+        except Exception:
+            self.log.exception("Unable to complete %r", job.handle)
+
+    def _end_with_exception(self, job: AsyncWorkerJob, message: str) -> None:
+        if job.ended:
+            return
+        try:
+            job.exception(message)
+        except Exception:
+            self.log.exception("Unable to send WORK_EXCEPTION for %r", job.handle)
+
+    def _requeue(self, job: AsyncWorkerJob, why: str) -> None:
+        """Close ``job``'s connection so its server hands it (and the others on it) out again."""
+        conn = job._conn
+        job.ended = True
+        if conn.connected:
+            self.log.warning("Closing %s so the server requeues job %r: %s", conn, job.handle, why)
+            conn.close()
 
     async def stop(self) -> None:
         """Stop taking jobs, let :meth:`serve` finish the ones it has, then return.
@@ -418,6 +501,9 @@ class AsyncWorker(AsyncBase):
     def _on_connection_lost(self, conn: AsyncConnection) -> None:
         conn.state = protocol.INIT
         conn.grabs = 0
+        if any(job._conn is conn for job in self._queue):
+            # The server requeues them; nothing here could report on them.
+            self._queue = deque(job for job in self._queue if job._conn is not conn)
 
 
 AsyncWorker.__module__ = "gear"
