@@ -11,7 +11,11 @@ a WARNING log config (its best case; its default ``-d`` logs every packet at
 DEBUG). ``gearmand`` runs with ``-t 0``, its fastest setting on 2 cores.
 ``--servers floor`` (and ``floor-uvloop``) adds ``floor_server.py``: the
 least a Python asyncio server can do per packet, to tell geard's own costs
-from the interpreter's and the event loop's.
+from the interpreter's and the event loop's. ``--baseline DIR`` adds
+``geard-base`` to the servers: the geard of another checkout at DIR (for
+example ``git archive main | tar -x -C DIR``), run by the same Python with
+DIR's gear-core, gear-acl and gear-server sources first on its path, so one
+run compares a change with what it started from.
 
 Scenarios: foreground jobs/s (many clients and workers, jobs in flight);
 serial round-trip latency (one job in flight); background enqueue jobs/s
@@ -81,11 +85,12 @@ class ServerProcess:
     argv: Callable[[int], list[str]]
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    env: dict[str, str] | None = None
 
     def start(self) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            self.argv(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self.argv(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
         )
         wait_port(self.port, self.proc)
 
@@ -107,7 +112,31 @@ class ServerProcess:
         return int(Path("/proc/%d/statm" % self.proc.pid).read_text().split()[1]) * PAGE
 
 
-def make_servers(names: list[str], tmp: Path) -> list[ServerProcess]:
+def baseline_env(checkout: Path) -> dict[str, str]:
+    """An environment whose Python imports gear from ``checkout`` before this one."""
+    src = [
+        checkout / "packages" / name / "src" for name in ("gear-core", "gear-acl", "gear-server")
+    ]
+    for path in src:
+        if not path.is_dir():
+            raise SystemExit("--baseline: %s is not a gear checkout (no %s)" % (checkout, path))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, src), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", "import gear.server.server as s; print(s.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if not probe.stdout.strip().startswith(str(checkout.resolve())):
+        raise SystemExit("--baseline: gear.server still comes from %s" % probe.stdout.strip())
+    return env
+
+
+def make_servers(names: list[str], tmp: Path, baseline: Path | None = None) -> list[ServerProcess]:
     quiet = tmp / "warning.conf"
     quiet.write_text(
         "[loggers]\nkeys=root\n[handlers]\nkeys=err\n[formatters]\nkeys=\n"
@@ -122,6 +151,17 @@ def make_servers(names: list[str], tmp: Path) -> list[ServerProcess]:
                     "geard",
                     lambda p: [sys.executable, "-m", "gear.cmd.geard", "-d", "-p", str(p),
                                "--listen-address", HOST, "--log-config", str(quiet)],
+                )
+            )  # fmt: skip
+        elif name == "geard-base":
+            if baseline is None:
+                raise SystemExit("geard-base needs --baseline DIR")
+            servers.append(
+                ServerProcess(
+                    "base geard",
+                    lambda p: [sys.executable, "-m", "gear.cmd.geard", "-d", "-p", str(p),
+                               "--listen-address", HOST, "--log-config", str(quiet)],
+                    env=baseline_env(baseline),
                 )
             )  # fmt: skip
         elif name == "geard-uvloop":
@@ -424,9 +464,13 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
         r["fg jobs/s"] = await guard(foreground(server.port, args.duration), limit)
         cpu, wall = server.cpu() - cpu0, time.monotonic() - started
         r["fg jobs/server-CPU-s"] = per_cpu(r["fg jobs/s"], wall, cpu)
+        cpu0 = server.cpu()
         latency = await guard(serial_latency(server.port, args.latency_jobs), 300)
         p50, p99 = latency if isinstance(latency, tuple) else ("stalled", "stalled")
         r["serial p50 us"], r["serial p99 us"] = p50, p99
+        if isinstance(latency, tuple):
+            jobs = args.latency_jobs + 100  # serial_latency warms up with 100 more
+            r["serial server CPU-us/job"] = (server.cpu() - cpu0) * 1e6 / jobs
     finally:
         server.stop()
 
@@ -438,7 +482,10 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
         r["bytes/queued job"] = (server.rss() - rss0) / queued
         if isinstance(r["bg enqueue jobs/s"], float):
             key = "bg drain jobs/s (%dk queued)" % (queued // 1000)
+            cpu0, started = server.cpu(), time.monotonic()
             r[key] = await guard(drain(server.port, queued), 600)
+            cpu, wall = server.cpu() - cpu0, time.monotonic() - started
+            r["bg drain jobs/server-CPU-s (%dk)" % (queued // 1000)] = per_cpu(r[key], wall, cpu)
             small = queued // 10
             if isinstance(await guard(enqueue(server.port, small), 300), float):
                 key = "bg drain jobs/s (%dk queued)" % (small // 1000)
@@ -494,7 +541,13 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         default="geard,geard-uvloop,gearmand,gear016",
-        help="comma-separated: geard, geard-uvloop, gearmand, gear016, floor, floor-uvloop",
+        help="comma-separated: geard, geard-uvloop, gearmand, gear016, floor, floor-uvloop,"
+        " geard-base",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout whose geard runs as geard-base (added to --servers)",
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
     parser.add_argument("--latency-jobs", type=int, default=1000)
@@ -509,9 +562,11 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     names = args.servers.split(",")
+    if args.baseline is not None and "geard-base" not in names:
+        names.append("geard-base")
     rounds: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        servers = make_servers(names, Path(tmp))
+        servers = make_servers(names, Path(tmp), args.baseline)
         # Every server once per round, in turn: a slow spell of a shared
         # machine then hits all of them, and medians of paired ratios hold.
         for number in range(1, args.rounds + 1):

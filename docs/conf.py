@@ -29,6 +29,7 @@ nitpick_ignore = [
     # signatures (gear.Server's hooks, gear.worker.AsyncWorkerJob's
     # constructor) but are not part of the documented API.
     ("py:class", "GeardConnection"),
+    ("py:class", "gear.server.model.Session"),
     ("py:class", "gear._aio.AsyncConnection"),
 ]
 

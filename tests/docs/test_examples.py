@@ -157,6 +157,13 @@ def test_low_level(server: Geard | GearmanD) -> None:
     assert "server version: OK " in out
 
 
+def test_geard_in_asyncio_app() -> None:
+    out = run_example("geard_in_asyncio_app.py")
+    assert "listening on port" in out
+    assert "echo reply: b'ping'" in out
+    assert "stopped: True" in out
+
+
 def test_embedded_server() -> None:
     out = run_example("embedded_server.py")
     assert "listening on port" in out

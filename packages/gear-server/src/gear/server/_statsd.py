@@ -8,18 +8,11 @@ dependency; with ``gear-server[statsd]`` installed the real client is used.
 from __future__ import annotations
 
 import socket
-from typing import Protocol
+from typing import cast
 
-__all__ = ["StatsClient", "StatsClientLike"]
+from gear.server.stats import StatsClientLike
 
-
-class StatsClientLike(Protocol):
-    """What the server calls on ``Server.statsd``: this module's client or
-    ``statsd.StatsClient`` from the statsd package."""
-
-    def incr(self, stat: str, count: int = 1, rate: float = 1) -> object: ...
-    def gauge(self, stat: str, value: float, rate: float = 1, delta: bool = False) -> object: ...
-    def timing(self, stat: str, delta: float, rate: float = 1) -> object: ...
+__all__ = ["StatsClient", "StatsClientLike", "make_statsd"]
 
 
 class StatsClient:
@@ -49,3 +42,13 @@ class StatsClient:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def make_statsd(host: str, port: int, prefix: str | None) -> StatsClientLike:
+    """The ``statsd`` package's client when installed, else the built-in one."""
+    import gear
+
+    module = getattr(gear, "statsd", None)
+    if module is not None:
+        return cast(StatsClientLike, module.StatsClient(host, port, prefix))
+    return StatsClient(host, port, prefix)
