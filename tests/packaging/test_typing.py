@@ -118,6 +118,12 @@ async def client_side() -> None:
     gear.AsyncClient(servers=[("h", 4730), {"host": "h", "ssl_ca": "ca.pem"}], reconnect=policy)
 
 
+async def annotated(client: gear.AsyncClient) -> None:
+    # A bare gear.AsyncClient annotation is AsyncClient[bytes] under --strict.
+    assert_type(client, gear.AsyncClient[bytes])
+    assert_type(await client.call("reverse", b"abc"), bytes)
+
+
 async def reverse(job: AsyncWorkerJob) -> bytes:
     assert_type(job.arguments, bytes)
     assert_type(job.name, str)

@@ -12,7 +12,7 @@ import os
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, Generic, Literal, NamedTuple, TypeVar, get_origin, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, get_origin, overload
 
 from gear import constants
 from gear._aio import AsyncBase, AsyncConnection
@@ -38,7 +38,15 @@ from gear.util import convert_to_bytes
 __all__ = ["AsyncClient", "AsyncJob", "WorkUpdate", "Priority"]
 
 _REQ = constants.REQ
-_R = TypeVar("_R")
+# The result type of call(); bytes unless a codec is given. The default (seen
+# by type checkers only, so gear-client needs no typing_extensions at run
+# time) lets code annotate a plain ``gear.AsyncClient`` as AsyncClient[bytes].
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as _DefaultTypeVar
+
+    _R = _DefaultTypeVar("_R", default=bytes)
+else:
+    _R = TypeVar("_R")
 _T = TypeVar("_T")
 _SUBMIT = 0
 _OPTION = 1
