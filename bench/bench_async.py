@@ -1,5 +1,10 @@
 """Benchmark AsyncClient + AsyncWorker against the threaded API and gear 0.16.0.
 
+The ``async+json+hooks`` row is the same asyncio pair with what part 3
+added on both sides: a decorated function with a timeout served by
+``run()``, ``call()`` with a JSON codec (a 100-character string in a
+dict), and hooks that count every event.
+
 Run on demand (never by the test suite)::
 
     hatch run python bench/bench_async.py [--duration 5] [--in-flight 100]
@@ -82,6 +87,83 @@ def run_async_client(port: int, in_flight: int, duration: float) -> None:
                 while True:
                     job = await client.submit("echo", PAYLOAD)
                     if await job != PAYLOAD:
+                        raise AssertionError("wrong result")
+                    now = loop.time()
+                    if now >= stop:
+                        return
+                    if now >= start:
+                        done += 1
+
+            await asyncio.gather(*[one() for _ in range(in_flight)])
+            report(done, duration)
+
+    asyncio.run(main())
+
+
+class _Counting:
+    """Hooks that count every event: the cost of hooks that do a little work."""
+
+    def __init__(self) -> None:
+        import gear
+
+        class Counting(gear.Hooks):
+            events = 0
+
+            def on_job_start(self, job: Any) -> None:
+                self.events += 1
+
+            def on_submit(self, job: Any) -> None:
+                self.events += 1
+
+            def on_job_end(self, job: Any, outcome: Any, seconds: float) -> None:
+                self.events += 1
+
+        self.hooks = Counting()
+
+
+def run_async_json_worker(port: int, workers: int) -> None:
+    """The asyncio worker with part 3's pieces: a decorated function, JSON, hooks."""
+    import asyncio
+
+    import gear
+
+    worker = gear.AsyncWorker(
+        "bench-worker", [(HOST, port)], codec=gear.JSONCodec(), hooks=_Counting().hooks
+    )
+
+    @worker.function("echo", timeout=30)
+    async def echo(payload: Any) -> Any:
+        return payload
+
+    async def main() -> None:
+        async with worker:
+            print("ready", flush=True)
+            await worker.run(concurrency=workers, signals=())
+
+    asyncio.run(main())
+
+
+def run_async_json_client(port: int, in_flight: int, duration: float) -> None:
+    import asyncio
+
+    import gear
+
+    text = PAYLOAD.decode()
+
+    async def main() -> None:
+        client = gear.AsyncClient(
+            "bench-client", [(HOST, port)], codec=gear.JSONCodec(), hooks=_Counting().hooks
+        )
+        async with client:
+            loop = asyncio.get_running_loop()
+            start = loop.time() + 1.0
+            stop = start + duration
+            done = 0
+
+            async def one() -> None:
+                nonlocal done
+                while True:
+                    if await client.call("echo", {"data": text}) != {"data": text}:
                         raise AssertionError("wrong result")
                     now = loop.time()
                     if now >= stop:
@@ -222,18 +304,22 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=100)
     parser.add_argument("--workers", type=int, default=10, help="concurrent worker handlers")
     parser.add_argument("--role", choices=["worker", "client"])
-    parser.add_argument("--face", choices=["async", "threaded", "gear016"])
+    parser.add_argument("--face", choices=["async", "async-json", "threaded", "gear016"])
     parser.add_argument("--port", type=int)
     args = parser.parse_args()
     if args.role == "worker":
         if args.face == "async":
             run_async_worker(args.port, args.workers)
+        elif args.face == "async-json":
+            run_async_json_worker(args.port, args.workers)
         else:
             run_threaded_worker(args.port, args.workers)
         return
     if args.role == "client":
         if args.face == "async":
             run_async_client(args.port, args.in_flight, args.duration)
+        elif args.face == "async-json":
+            run_async_json_client(args.port, args.in_flight, args.duration)
         else:
             run_threaded_client(args.port, args.in_flight, args.duration)
         return
@@ -252,6 +338,7 @@ def main() -> None:
         Path(patch_dir, "sitecustomize.py").write_text(NODELAY_PATCH)
         faces = [
             ("async", "async", sys.executable, None),
+            ("async+json+hooks", "async-json", sys.executable, None),
             ("threaded", "threaded", sys.executable, None),
             ("gear016", "gear016", gear016, None),
             ("gear016+nodelay", "gear016", gear016, patch_dir),
@@ -269,6 +356,7 @@ def main() -> None:
             ("async", "gear016"),
             ("async", "gear016+nodelay"),
             ("async", "threaded"),
+            ("async+json+hooks", "async"),
             ("threaded", "gear016"),
         ]
         for top, bottom in ratios:

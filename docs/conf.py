@@ -38,7 +38,13 @@ nitpick_ignore = [
 # ``dataclasses.replace`` does not break the build. References to gear's own
 # names are still checked.
 _STDLIB = "|".join(sorted(m for m in sys.stdlib_module_names if not m.startswith("_")))
-nitpick_ignore_regex = [(r"py:.*", r"(%s)(\..*)?" % (_STDLIB,))]
+nitpick_ignore_regex = [
+    (r"py:.*", r"(%s)(\..*)?" % (_STDLIB,)),
+    # asyncio.Task as Python names it at run time.
+    (r"py:class", r"_asyncio\.\w+"),
+    # The type variables of generic signatures (AsyncClient[_R], the decorator).
+    (r"py:class", r"gear(\.\w+)*\._[A-Z]\w*"),
+]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"

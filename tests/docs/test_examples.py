@@ -188,14 +188,25 @@ def test_asyncio_worker_and_client(server: Geard | GearmanD, spawn: Spawn) -> No
         "result: !oicnysa ,olleH",
         "results: ['0 boj', '1 boj', '2 boj', '3 boj', '4 boj']",
         "update: status 1 2",
-        "final: setadpu htiw",
+        'final: "setadpu htiw"',
     ]
+
+
+def test_metrics_from_hooks(server: Geard | GearmanD) -> None:
+    lines = run_example("metrics_hooks.py", server.host, server.port).splitlines()
+    assert "remote error: TypeError: can't multiply sequence by non-int of type 'str'" in lines
+    for role in ("worker", "client"):
+        assert 'gear_%s_jobs_total{function="square",outcome="complete"} 5.0' % role in lines
+        assert 'gear_%s_jobs_total{function="square",outcome="exception"} 1.0' % role in lines
+        assert 'gear_%s_job_seconds_count{function="square"} 6.0' % role in lines
+    assert "gear_worker_connected_servers 1.0" in lines  # still serving
+    assert "gear_client_connected_servers 0.0" in lines  # closed
 
 
 def test_asyncio_client_with_threaded_worker(server: Geard | GearmanD, spawn: Spawn) -> None:
     spawn("worker.py", server.host, server.port)
     out = run_example("async_client.py", server.host, server.port)
-    assert "final: setadpu htiw" in out
+    assert 'final: "setadpu htiw"' in out
 
 
 def test_background_jobs(server: Geard | GearmanD, spawn: Spawn) -> None:

@@ -101,7 +101,7 @@ from gear.worker import AsyncWorkerJob, Handler
 
 async def client_side() -> None:
     async with gear.AsyncClient("typed", servers=["127.0.0.1:4730"]) as client:
-        assert_type(client, gear.AsyncClient)
+        assert_type(client, gear.AsyncClient[bytes])
         assert_type(await client.call("reverse", b"abc", priority="high"), bytes)
         job = await client.submit("reverse", "abc", keep_updates=False)
         assert_type(job, AsyncJob)
@@ -110,6 +110,10 @@ async def client_side() -> None:
             assert_type(update, WorkUpdate)
             assert_type(update.kind, Literal["data", "warning", "status"])
             assert_type(update.numerator, int | None)
+    async with gear.AsyncClient(servers=["h"], codec=gear.JSONCodec()) as objects:
+        assert_type(objects, gear.AsyncClient[object])
+        assert_type(await objects.call("resize", {"width": 640}), object)
+        assert_type(await objects.call("reverse", "abc", returns=str), str)
     policy = gear.ReconnectPolicy(max_attempts=3)
     gear.AsyncClient(servers=[("h", 4730), {"host": "h", "ssl_ca": "ca.pem"}], reconnect=policy)
 
@@ -126,6 +130,21 @@ async def worker_side() -> None:
         assert_type(worker, gear.AsyncWorker)
         await worker.serve(handlers, 4, on_cancel="fail")
         await worker.serve({b"reverse": reverse})
+
+    decorated = gear.AsyncWorker("typed", codec=gear.MsgpackCodec())
+
+    @decorated.function("upper", timeout=30)
+    async def upper(text: str) -> str:
+        return text.upper()
+
+    @decorated.function
+    def count(items: list[int]) -> int:
+        return len(items)
+
+    assert_type(await upper("a"), str)
+    assert_type(count([1]), int)
+    async with decorated:
+        await decorated.run(8, drain_timeout=5)
 """
 
 ASYNC_ERRORS = """
@@ -137,11 +156,13 @@ async def returns_an_int(job: AsyncWorkerJob) -> int:
     return 42
 
 
-async def main(client: gear.AsyncClient, worker: gear.AsyncWorker) -> None:
-    await client.call("f", b"", priority="urgent")  # type: ignore[arg-type]
+async def main(client: gear.AsyncClient[bytes], worker: gear.AsyncWorker) -> None:
+    await client.call("f", b"", priority="urgent")  # type: ignore[call-overload]
     await worker.serve({"f": returns_an_int})  # type: ignore[arg-type]
     await worker.serve({}, on_cancel="drop")  # type: ignore[arg-type]
     n: int = (await client.call("f")).numerator  # type: ignore[attr-defined]
+    worker.function("f", timeout="5")  # type: ignore[call-overload]
+    s: str = await client.call("f", returns=int)  # type: ignore[arg-type]
 """
 
 

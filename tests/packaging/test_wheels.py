@@ -76,7 +76,12 @@ def test_core_and_client_alone(tmp_path: Path, wheels: dict[str, Path]) -> None:
         assert gear.Packet and gear.Connection and gear.StatusAdminRequest
         assert gear.Client.__module__ == "gear" and gear.Job and gear.TextJob and gear.BinaryJob
         assert "Client" in gear.__all__ and "Server" not in gear.__all__
-        for name in ("Server", "Worker", "ACL", "acl"):
+        assert gear.JSONCodec().decode(gear.JSONCodec().encode({"a": [1]})) == {"a": [1]}
+        try:
+            gear.MsgpackCodec()
+        except ImportError as e:
+            print("MsgpackCodec ->", e)
+        for name in ("Server", "Worker", "ACL", "acl", "testing"):
             try:
                 getattr(gear, name)
             except ImportError as e:
@@ -89,6 +94,8 @@ def test_core_and_client_alone(tmp_path: Path, wheels: dict[str, Path]) -> None:
     assert "Worker -> gear.Worker is provided by gear-worker: pip install gear-worker" in out
     assert "ACL -> gear.ACL is provided by gear-acl: pip install gear-acl" in out
     assert "acl -> gear.acl is provided by gear-acl: pip install gear-acl" in out
+    assert "testing -> gear.testing is provided by gear-server: pip install gear-server" in out
+    assert "MsgpackCodec -> gear.MsgpackCodec needs msgpack: pip install gear-core[msgpack]" in out
 
 
 def test_each_distribution_installs_with_core(tmp_path: Path, wheels: dict[str, Path]) -> None:
@@ -109,9 +116,12 @@ def test_everything_installed_gives_every_name(tmp_path: Path, wheels: dict[str,
         python,
         """
         import gear, gear.cmd.geard
+        from importlib.metadata import entry_points
         assert set(gear.__all__) == set(gear.PUBLIC_NAMES)
         for name in gear.PUBLIC_NAMES:
             getattr(gear, name)
+        (plugin,) = entry_points(group="pytest11", name="gear")
+        assert plugin.value == "gear.testing.pytest_plugin", plugin
         """,
     )
 
@@ -161,3 +171,25 @@ def test_uvloop_extra_puts_the_server_on_uvloop(tmp_path: Path, wheels: dict[str
         """,
     )
     assert out.split() == ["uvloop", "poolvu"]
+
+
+def test_msgpack_extra_gives_the_msgpack_codec(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    """``gear-core[msgpack]`` installs msgpack (from PyPI) and ``gear.MsgpackCodec`` then works."""
+    python = _venv_with(tmp_path, wheels, ["gear-core"])
+    extra = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "%s[msgpack]" % wheels["gear-core"]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert extra.returncode == 0, "pip could not install gear-core[msgpack]:\n" + extra.stderr
+    out = _run(
+        python,
+        """
+        import gear
+        codec = gear.MsgpackCodec()
+        print(codec.decode(codec.encode({1: b"raw", "s": ["x"]})))
+        """,
+    )
+    assert out.strip() == "{1: b'raw', 's': ['x']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import threading
@@ -15,21 +16,43 @@ from gear.tls import load_context
 
 
 class Reader:
-    """What a client's poll thread does: read, then wake waiters."""
+    """What a client's poll thread does: read, then wake waiters.
 
-    def __init__(self, conn: gear.Connection) -> None:
+    ``poll=True`` reads as gear's own poll thread does (wait until readable,
+    then ``readAvailable``), which is what a TLS socket needs while another
+    thread sends on it; the default is gear 0.16's blocking ``readPacket``.
+    """
+
+    def __init__(self, conn: gear.Connection, poll: bool = False) -> None:
         self.conn = conn
+        self.poll = poll
         self.packets: list[gear.Packet] = []
         self.got_packet = threading.Condition()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
+    def items(self) -> Iterator[gear.Packet | gear.AdminRequest | None]:
+        if not self.poll:
+            while True:
+                yield self.conn.readPacket()
+        while True:
+            sock = self.conn.conn
+            if sock is None:
+                yield None
+            readable, _, _ = select.select([sock], [], [], 1.0)
+            if readable:
+                batch = self.conn.readAvailable()
+                if batch is None:
+                    yield None
+                yield from batch or []
+
     def run(self) -> None:
+        items = self.items()
         while True:
             try:
-                item = self.conn.readPacket()
-            except OSError:
-                return
+                item = next(items)
+            except (OSError, ValueError, AttributeError):
+                return  # the test closed the connection (conn.conn is then None)
             if item is None:
                 return
             if isinstance(item, gear.AdminRequest):
@@ -251,7 +274,7 @@ def test_tls_handshake_and_echo(gearmand: object, certs: object, version: ssl.TL
     assert conn.use_ssl
     try:
         conn.connect()
-        Reader(conn)
+        Reader(conn, poll=True)
         assert conn.echo(b"over tls", timeout=10) == b"over tls"
         assert proxy.versions == [{ssl.TLSVersion.TLSv1_2: "TLSv1.2"}.get(version, "TLSv1.3")]
     finally:

@@ -26,6 +26,12 @@ GEAR_016_NAMES = {
 EXTENSIONS = {
     "AsyncClient",
     "AsyncWorker",
+    "Codec",
+    "Hooks",
+    "JSONCodec",
+    "MsgpackCodec",
+    "RemoteError",
+    "testing",
     "JobFailedError",
     "JobExceptionError",
     "ReconnectPolicy",

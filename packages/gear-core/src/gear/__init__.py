@@ -53,9 +53,13 @@ from gear.errors import (
     JobExceptionError as JobExceptionError,
     JobFailedError as JobFailedError,
     NoConnectedServersError as NoConnectedServersError,
+    RemoteError as RemoteError,
     RetryIOError as RetryIOError,
     TimeoutError as TimeoutError,
     UnknownJobError as UnknownJobError,
+)
+from gear.hooks import (
+    Hooks as Hooks,
 )
 from gear.job import (
     BaseBinaryJob as BaseBinaryJob,
@@ -66,6 +70,11 @@ from gear.job import (
 )
 from gear.packet import (
     Packet as Packet,
+)
+from gear.payload import (
+    Codec as Codec,
+    JSONCodec as JSONCodec,
+    MsgpackCodec as MsgpackCodec,
 )
 from gear.reconnect import (
     ReconnectPolicy as ReconnectPolicy,
@@ -90,7 +99,7 @@ except ImportError:
     statsd = None
 
 if TYPE_CHECKING:
-    from gear import acl as acl
+    from gear import acl as acl, testing as testing
     from gear.acl import (
         ACL as ACL,
         ACLEntry as ACLEntry,
@@ -143,22 +152,26 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ACLEntry": ("gear.acl", "gear-acl"),
     "ACLError": ("gear.acl", "gear-acl"),
 }
-_LAZY_MODULES: dict[str, str] = {"acl": "gear-acl"}
+_LAZY_MODULES: dict[str, str] = {"acl": "gear-acl", "testing": "gear-server"}
 
 _CORE_NAMES = [
     "AdminRequest",
     "BaseBinaryJob",
     "BaseJob",
     "CancelJobAdminRequest",
+    "Codec",
     "ConfigurationError",
     "Connection",
     "ConnectionError",
     "DisconnectError",
     "GearmanError",
+    "Hooks",
     "InterruptedError",
     "InvalidDataError",
+    "JSONCodec",
     "JobExceptionError",
     "JobFailedError",
+    "MsgpackCodec",
     "NoConnectedServersError",
     "NonBlockingConnection",
     "OptionReqTask",
@@ -167,6 +180,7 @@ _CORE_NAMES = [
     "PRECEDENCE_NORMAL",
     "Packet",
     "ReconnectPolicy",
+    "RemoteError",
     "RetryIOError",
     "ServerAdminRequest",
     "ServerConnection",

@@ -36,6 +36,7 @@ from gear.errors import (
     RemoteProtocolError,
     TimeoutError,
 )
+from gear.hooks import Hooks, call_hook
 from gear.reconnect import ReconnectPolicy
 from gear.tls import load_context
 from gear.util import convert_to_bytes
@@ -196,8 +197,11 @@ class AsyncBase:
         *,
         connect_timeout: float = 10.0,
         reconnect: ReconnectPolicy | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.client_id: bytes | None = convert_to_bytes(client_id)
+        #: Connection and job event callbacks (:class:`gear.Hooks`), or None.
+        self.hooks = hooks
         name = self._log_prefix
         if self.client_id:
             name += "." + self.client_id.decode("utf8", "replace")
@@ -417,6 +421,11 @@ class AsyncBase:
                     return
                 await self._sleep(self.reconnect.delay(failures))
                 continue
+            if not self.running:
+                # close() cancelled this task as the dial finished, and
+                # Python < 3.12's wait_for can drop such a cancellation.
+                conn.abort()
+                return
             failures = 0
             self._failures.connected(server.address)
             server.connection = conn
@@ -430,13 +439,18 @@ class AsyncBase:
                 self._on_active(conn)
                 self._wake_waiters()
                 self.log.debug("Connected to %s", conn)
+                if self.hooks is not None:
+                    call_hook(self.log, self.hooks.on_connect, conn.host, conn.port)
             await conn.closed
 
     def _connection_lost(self, conn: AsyncConnection) -> None:
-        if conn in self.active_connections:
+        was_active = conn in self.active_connections
+        if was_active:
             self.active_connections.remove(conn)
         self.log.debug("Lost connection to %s", conn)
         self._on_connection_lost(conn)
+        if was_active and self.hooks is not None:
+            call_hook(self.log, self.hooks.on_disconnect, conn.host, conn.port)
 
     def _next_connection(self) -> AsyncConnection:
         """Return the next connected server, round-robin."""

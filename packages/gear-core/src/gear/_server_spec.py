@@ -122,10 +122,12 @@ class ServerSpec:
 
 
 def check_port(port: object) -> int:
-    """Return ``port`` as an int; raise :class:`gear.ConfigurationError` unless it is 1-65535.
+    """Return ``port`` as an int; raise :class:`gear.ConfigurationError` unless it is 0-65535.
 
     ``"4730"`` is accepted; ``"gear"``, ``4730.5`` or ``True`` are not, so a
     typo fails where it is made instead of in the background connect loop.
+    Port 0 is accepted, as gear 0.16 did (its own tests use it for a server
+    that never answers); connecting to it fails and names the cause.
     """
     value: int | None = None
     if isinstance(port, int) and not isinstance(port, bool):
@@ -134,8 +136,8 @@ def check_port(port: object) -> int:
         value = int(port)
     if value is None:
         raise ConfigurationError("The port must be an integer, not %r" % (port,))
-    if not 0 < value < 65536:
-        raise ConfigurationError("The port must be between 1 and 65535, not %d" % (value,))
+    if not 0 <= value < 65536:
+        raise ConfigurationError("The port must be between 0 and 65535, not %d" % (value,))
     return value
 
 

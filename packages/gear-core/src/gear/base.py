@@ -477,17 +477,25 @@ class BaseClient(BaseClientServer):
                 if remaining <= 0:
                     raise TimeoutError(
                         "No Gearman server was connected within %s seconds: %s"
-                        % (timeout, self.connectErrors())
+                        % (timeout, self._connectSummary())
                     )
                 self.connections_condition.wait(remaining)
 
-    def connectErrors(self) -> str:
-        """Each server not connected, with why its last attempt failed; "" if all are up."""
+    def connectErrors(self) -> dict[str, str]:
+        """Each server not connected now (``"host:port"``) with its last connect error.
+
+        The same as ``connect_errors()`` of the asyncio classes; empty when
+        every server is up.
+        """
+        return self._failures.causes(self._downServers())
+
+    def _connectSummary(self) -> str:
+        """``connectErrors()`` as one line for an exception message."""
+        return self._failures.summary(self._downServers())
+
+    def _downServers(self) -> list[str]:
         with self.connections_condition:
-            down = [server_address(c.host, c.port) for c in self.inactive_connections]
-            if not down and self.active_connections:
-                return ""
-        return self._failures.summary(down)
+            return [server_address(c.host, c.port) for c in self.inactive_connections]
 
     def getConnection(self) -> Connection:
         """Return the next active connection, round-robin."""

@@ -34,6 +34,7 @@ __all__ = [
     "InvalidArgumentsError",
     "JobFailedError",
     "JobExceptionError",
+    "RemoteError",
 ]
 
 
@@ -151,3 +152,22 @@ class JobExceptionError(JobFailedError):
 
     def __init__(self, message: str, exception: bytes) -> None:
         super().__init__(message, exception)
+
+
+class RemoteError(JobExceptionError):
+    """A handler raised, and its worker sent the structured WORK_EXCEPTION payload.
+
+    ``type_name`` is the remote exception's class (``"ValueError"``,
+    ``"myapp.errors.QuotaExceeded"``) and ``message`` its text; the remote
+    class itself is never imported or rebuilt here. ``exception`` holds the
+    raw payload (see :mod:`gear.payload` for its format). A kind of
+    :class:`JobExceptionError`, so code catching that keeps working.
+    """
+
+    def __init__(self, type_name: str, message: str, exception: bytes = b"") -> None:
+        super().__init__("%s: %s" % (type_name, message) if message else type_name, exception)
+        self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self) -> tuple[type["RemoteError"], tuple[str, str, bytes]]:
+        return type(self), (self.type_name, self.message, self.exception)

@@ -12,7 +12,7 @@ import os
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Generic, Literal, NamedTuple, TypeVar, get_origin, overload
 
 from gear import constants
 from gear._aio import AsyncBase, AsyncConnection
@@ -23,17 +23,23 @@ from gear.errors import (
     ConfigurationError,
     DisconnectError,
     GearmanError,
+    InvalidDataError,
     JobExceptionError,
     JobFailedError,
+    RemoteError,
     TimeoutError,
 )
+from gear.hooks import Hooks, JobOutcome, call_hook
 from gear.job import BaseJob
+from gear.payload import Codec, parse_exception_payload
 from gear.reconnect import ReconnectPolicy
 from gear.util import convert_to_bytes
 
 __all__ = ["AsyncClient", "AsyncJob", "WorkUpdate", "Priority"]
 
 _REQ = constants.REQ
+_R = TypeVar("_R")
+_T = TypeVar("_T")
 _SUBMIT = 0
 _OPTION = 1
 
@@ -122,6 +128,8 @@ class AsyncJob(BaseJob):
         self._recent: deque[WorkUpdate] = deque()
         self._readers: weakref.WeakSet[_Updates] = weakref.WeakSet()
         self._slot: Callable[[], None] | None = None
+        self._hooks: Hooks | None = None
+        self._submitted = 0.0
 
     def __repr__(self) -> str:
         return "<gear.AsyncJob 0x%x handle: %r name: %s>" % (id(self), self.handle, self.name)
@@ -182,6 +190,9 @@ class AsyncJob(BaseJob):
             )
         if self.failure:
             if self.exception is not None:
+                remote = parse_exception_payload(self.exception)
+                if remote is not None:
+                    raise RemoteError(*remote, self.exception)
                 raise JobExceptionError(
                     "Job %r raised an exception: %s"
                     % (self.handle, self.exception.decode("utf8", "replace")),
@@ -235,6 +246,18 @@ class AsyncJob(BaseJob):
             self._end.set_result(None)
         self._free_slot()
         self._notify()
+        hooks = self._hooks
+        if hooks is not None and self._conn is not None:
+            self._hooks = None
+            outcome: JobOutcome
+            if lost:
+                outcome = "lost"
+            elif self.failure:
+                outcome = "exception" if self.exception is not None else "fail"
+            else:
+                outcome = "complete"
+            seconds = self._conn.loop.time() - self._submitted
+            call_hook(self._conn.owner.log, hooks.on_job_end, self, outcome, seconds)
 
 
 class _Updates:
@@ -264,7 +287,7 @@ class _Updates:
             await job._pulse.wait()
 
 
-class AsyncClient(AsyncBase):
+class AsyncClient(AsyncBase, Generic[_R]):
     """An asyncio Gearman client::
 
         async with gear.AsyncClient("my-client", servers=["127.0.0.1:4730"]) as client:
@@ -283,9 +306,42 @@ class AsyncClient(AsyncBase):
     jobs); a submit beyond that waits for a slot. Servers are used
     round-robin and a submit moves on to the next server when one refuses
     it or drops, as :meth:`gear.Client.submitJob` does.
+
+    With a ``codec`` (see :doc:`/reference/payloads`), :meth:`call` takes
+    and returns objects: the client is an ``AsyncClient[object]`` to a type
+    checker, and an ``AsyncClient[bytes]`` without one. ``hooks`` receives
+    connection and job events (:class:`gear.Hooks`).
     """
 
     _log_prefix = "gear.AsyncClient"
+
+    @overload
+    def __init__(
+        self: AsyncClient[bytes],
+        client_id: str | bytes | None = "unknown",
+        servers: Iterable[ServerEntry] | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        reconnect: ReconnectPolicy | None = None,
+        exceptions: bool = True,
+        max_in_flight: int | None = 10_000,
+        codec: None = None,
+        hooks: Hooks | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: AsyncClient[object],
+        client_id: str | bytes | None = "unknown",
+        servers: Iterable[ServerEntry] | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        reconnect: ReconnectPolicy | None = None,
+        exceptions: bool = True,
+        max_in_flight: int | None = 10_000,
+        codec: Codec,
+        hooks: Hooks | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -296,10 +352,16 @@ class AsyncClient(AsyncBase):
         reconnect: ReconnectPolicy | None = None,
         exceptions: bool = True,
         max_in_flight: int | None = 10_000,
+        codec: Codec | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ConfigurationError("max_in_flight must be at least 1 (or None)")
-        super().__init__(client_id, servers, connect_timeout=connect_timeout, reconnect=reconnect)
+        super().__init__(
+            client_id, servers, connect_timeout=connect_timeout, reconnect=reconnect, hooks=hooks
+        )
+        #: The payload codec of :meth:`call` (None: bytes in, bytes out).
+        self.codec = codec
         self.options: set[bytes] = {b"exceptions"} if exceptions else set()
         self.max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight is not None else None
@@ -321,16 +383,50 @@ class AsyncClient(AsyncBase):
 
     # -- requests ---------------------------------------------------------
 
+    @overload
     async def call(
         self,
         name: str | bytes,
-        data: bytes | bytearray | str = b"",
+        data: object = None,
         *,
         unique: str | bytes | None = None,
         priority: Priority | int = "normal",
         timeout: float | None = None,
-    ) -> bytes:
+    ) -> _R: ...
+
+    @overload
+    async def call(
+        self,
+        name: str | bytes,
+        data: object = None,
+        *,
+        returns: type[_T],
+        unique: str | bytes | None = None,
+        priority: Priority | int = "normal",
+        timeout: float | None = None,
+    ) -> _T: ...
+
+    async def call(
+        self,
+        name: str | bytes,
+        data: object = None,
+        *,
+        returns: type[Any] | None = None,
+        unique: str | bytes | None = None,
+        priority: Priority | int = "normal",
+        timeout: float | None = None,
+    ) -> Any:
         """Submit a job, wait for its end and return its WORK_COMPLETE data.
+
+        Without a :attr:`codec`, ``data`` is bytes or str (sent as UTF-8;
+        None sends nothing) and the result is bytes; with one, ``data`` (by
+        default None) is encoded and the result decoded by it. ``returns``
+        names the type the result must have (``str``, ``dict``, ...; for
+        ``dict[str, int]`` only the ``dict`` is checked), which a type
+        checker then knows too; another type raises
+        :class:`gear.InvalidDataError`. A handler's exception sent in the
+        structured format raises :class:`gear.RemoteError` (a kind of
+        :class:`gear.JobExceptionError`) with its remote type and message.
 
         ``timeout`` bounds the whole call (waiting for a slot, the submit
         and the job). Raises :class:`gear.JobFailedError` (WORK_FAIL),
@@ -339,11 +435,23 @@ class AsyncClient(AsyncBase):
         :class:`gear.DisconnectError` if the server was lost meanwhile, and
         what :meth:`submit` raises. The job keeps no update history.
         """
+        codec = self.codec
+        payload: bytes | bytearray | str
+        if codec is not None:
+            payload = codec.encode(data)
+        elif data is None:
+            payload = b""
+        elif isinstance(data, (bytes, bytearray, str)):
+            payload = data
+        else:
+            raise TypeError(
+                "call() sends bytes or str without a codec, not %s" % (type(data).__name__,)
+            )
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         try:
             job = await asyncio.wait_for(
-                self.submit(name, data, unique=unique, precedence=priority, keep_updates=False),
+                self.submit(name, payload, unique=unique, precedence=priority, keep_updates=False),
                 timeout,
             )
         except asyncio.TimeoutError:
@@ -351,7 +459,17 @@ class AsyncClient(AsyncBase):
                 "Job %r was not accepted within %s seconds" % (name, timeout)
             ) from None
         remaining = None if deadline is None else max(0.0, deadline - loop.time())
-        return await job.result(remaining)
+        result: Any = await job.result(remaining)
+        if codec is not None:
+            result = codec.decode(result)
+        if returns is not None:
+            expected = get_origin(returns) or returns
+            if not isinstance(result, expected):
+                raise InvalidDataError(
+                    "Job %r returned %s, not %s"
+                    % (job.handle, type(result).__name__, expected.__name__)
+                )
+        return result
 
     async def submit(
         self,
@@ -383,6 +501,9 @@ class AsyncClient(AsyncBase):
             arguments = arguments.encode("utf8")
         job = AsyncJob(name, arguments, unique, keep_updates=keep_updates)
         job.background = bool(background)
+        if self.hooks is not None:
+            job._hooks = self.hooks
+            job._submitted = asyncio.get_running_loop().time()
         packet = encode_packet(_REQ, ptype, protocol.submit_payload(job))
         self._ensure_started()
         if self._slots is not None:
@@ -591,6 +712,11 @@ class AsyncClient(AsyncBase):
             job._end = conn.loop.create_future()
             conn.related_jobs[data] = job
         created.set_result(True)
+        hooks = job._hooks
+        if hooks is not None:
+            call_hook(self.log, hooks.on_submit, job)
+            if job.background:
+                job._hooks = None
 
     def _error(self, conn: AsyncConnection, data: bytes) -> None:
         code, _, text = data.partition(b"\x00")

@@ -198,7 +198,7 @@ class Client(BaseClient):
             job.connection = conn
             return
         if not attempted:
-            last_error = ": no server is connected (%s)" % (self.connectErrors(),)
+            last_error = ": no server is connected (%s)" % (self._connectSummary(),)
         raise GearmanError("Unable to submit job to any connected servers%s" % (last_error,))
 
     def setOption(self, name: str | bytes, timeout: float | None = 30) -> bool:

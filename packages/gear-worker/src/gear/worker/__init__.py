@@ -2,6 +2,7 @@
 
 from gear.worker._version import __version__
 from gear.worker.aio import AsyncWorker, AsyncWorkerJob, Handler, HandlerResult
+from gear.worker.functions import current_job
 from gear.worker.worker import (
     BinaryWorkerJob,
     FunctionRecord,
@@ -21,6 +22,7 @@ __all__ = [
     "FunctionRecord",
     "AsyncWorker",
     "AsyncWorkerJob",
+    "current_job",
     "Handler",
     "HandlerResult",
 ]

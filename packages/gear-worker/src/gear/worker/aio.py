@@ -16,25 +16,33 @@ server round trip per job.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
+import os
+import signal
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal, TypeVar, overload
 
 from gear import constants
-from gear._aio import AsyncBase, AsyncConnection
+from gear._aio import AsyncBase, AsyncConnection, ServerAddress
 from gear._server_spec import ServerEntry
 from gear.codec import Frame, encode_packet
 from gear.errors import (
     ConfigurationError,
+    DisconnectError,
     GearmanError,
     InterruptedError,
     TimeoutError,
 )
+from gear.hooks import Hooks, JobOutcome, call_hook
 from gear.job import BaseJob
+from gear.payload import Codec, exception_payload
 from gear.reconnect import ReconnectPolicy
 from gear.util import convert_to_bytes
 from gear.worker import protocol
+from gear.worker.functions import FunctionTimeout, JobFunction
 from gear.worker.worker import FunctionRecord
 
 __all__ = ["AsyncWorker", "AsyncWorkerJob", "Handler", "HandlerResult", "OnCancel"]
@@ -52,6 +60,29 @@ Handler = Callable[["AsyncWorkerJob"], Awaitable[HandlerResult]]
 
 #: What :meth:`AsyncWorker.serve` does with running jobs when it is cancelled.
 OnCancel = Literal["requeue", "fail"]
+
+_A = TypeVar("_A")
+_T = TypeVar("_T")
+
+#: The signals :meth:`AsyncWorker.run` handles by default.
+DEFAULT_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+
+_OUTCOMES: dict[int, JobOutcome] = {
+    constants.WORK_COMPLETE: "complete",
+    constants.WORK_FAIL: "fail",
+    constants.WORK_EXCEPTION: "exception",
+}
+
+
+def _seconds(timeout: int | str | bytes | None) -> float | None:
+    """A FunctionRecord's timeout as the worker enforces it (None or 0: none)."""
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        return None  # the server refuses it too; nothing to enforce here
+    return seconds if seconds > 0 else None
 
 
 def _as_bytes(data: bytes | bytearray | str) -> bytes:
@@ -84,7 +115,11 @@ class AsyncWorkerJob(BaseJob):
         super().__init__(name, arguments, unique, handle)
         self._conn = conn
         self._handle = handle
+        self._thread = threading.get_ident()
         self.ended = False
+        #: How the job ended: ``"complete"``, ``"fail"``, ``"exception"``
+        #: (``None`` while it runs, or when the worker let go of it).
+        self.outcome: JobOutcome | None = None
 
     def __repr__(self) -> str:
         return "<gear.AsyncWorkerJob 0x%x handle: %r name: %s>" % (
@@ -113,13 +148,27 @@ class AsyncWorkerJob(BaseJob):
         self._arguments = bytes(value)
 
     def _send(self, ptype: int, data: bytes | None) -> None:
-        self._conn.send(encode_packet(_REQ, ptype, protocol.work_payload(self._handle, data)))
+        packet = encode_packet(_REQ, ptype, protocol.work_payload(self._handle, data))
+        if threading.get_ident() == self._thread:
+            self._conn.send(packet)
+        else:
+            # A plain ``def`` handler reports from its executor thread.
+            self._conn.loop.call_soon_threadsafe(self._send_soon, packet)
+
+    def _send_soon(self, packet: bytes) -> None:
+        try:
+            self._conn.send(packet)
+        except DisconnectError:
+            pass
+        except Exception:
+            self._conn.owner.log.exception("Unable to report on job %r", self.handle)
 
     def _end(self, ptype: int, data: bytes | None) -> None:
         if self.ended:
             raise GearmanError("Job %r has already ended" % (self.handle,))
         self._send(ptype, data)
         self.ended = True
+        self.outcome = _OUTCOMES[ptype]
 
     def send_data(self, data: bytes | bytearray | str = b"") -> None:
         """Send a WORK_DATA chunk (str is sent as UTF-8)."""
@@ -178,13 +227,22 @@ class AsyncWorker(AsyncBase):
         worker_id: str | bytes | None = None,
         connect_timeout: float = 10.0,
         reconnect: ReconnectPolicy | None = None,
+        codec: Codec | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         if not client_id:
             client_id = worker_id
         if not client_id:
             raise ConfigurationError("A client_id must be provided")
-        super().__init__(client_id, servers, connect_timeout=connect_timeout, reconnect=reconnect)
+        super().__init__(
+            client_id, servers, connect_timeout=connect_timeout, reconnect=reconnect, hooks=hooks
+        )
+        #: The payload codec: handlers get ``codec.decode(arguments)`` and
+        #: their results are encoded (None: handlers get the job, return bytes).
+        self.codec = codec
         self.functions: dict[bytes, FunctionRecord] = {}
+        #: Functions registered with :meth:`function`, by name.
+        self.handlers: dict[bytes, JobFunction] = {}
         self._queue: deque[AsyncWorkerJob] = deque()
         self._waiters: deque[asyncio.Future[AsyncWorkerJob]] = deque()
         self._stopping = False
@@ -215,7 +273,106 @@ class AsyncWorker(AsyncBase):
         """Stop taking jobs for ``name`` (CANT_DO); KeyError if not registered."""
         bname = convert_to_bytes(name)
         del self.functions[bname]
+        self.handlers.pop(bname, None)
         self.broadcast(encode_packet(_REQ, constants.CANT_DO, bname))
+
+    @overload
+    def function(
+        self, name: Callable[[_A], _T], *, timeout: float | None = None
+    ) -> Callable[[_A], _T]: ...
+
+    @overload
+    def function(
+        self, name: str | None = None, *, timeout: float | None = None
+    ) -> Callable[[Callable[[_A], _T]], Callable[[_A], _T]]: ...
+
+    def function(
+        self, name: str | Callable[..., Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """Register the decorated function as the Gearman function ``name``::
+
+            @worker.function("resize", timeout=30)
+            async def resize(job): ...
+
+            @worker.function            # named "thumbnail"
+            def thumbnail(job): ...     # a plain def runs in a thread
+
+        Without a name, the function's ``__name__`` is used. It is called
+        with the job (or, with a :attr:`codec`, the decoded arguments: reach
+        the job with :func:`gear.worker.current_job`) and returns the result
+        (bytes, str or None; with a codec, anything it can encode). An
+        ``async def`` is awaited on the loop; a plain ``def`` runs in the
+        loop's default executor, so it may block.
+
+        ``timeout`` (seconds) is enforced here: an ``async def`` still
+        running then is cancelled, and the job ends with WORK_EXCEPTION
+        naming the timeout (a plain ``def`` cannot be stopped: its job ends
+        and the thread runs on). The server is sent CAN_DO_TIMEOUT with the
+        timeout rounded up plus one second, a backstop for a worker that
+        hangs. Returns the function unchanged, so it can still be called
+        directly in tests. :meth:`run`, :meth:`serving` and :meth:`serve`
+        run every registered function.
+        """
+        if callable(name):
+            return self.function(None, timeout=timeout)(name)
+
+        def register(fn: Callable[[_A], _T]) -> Callable[[_A], _T]:
+            fname = name or getattr(fn, "__name__", None)
+            if not fname:
+                raise ConfigurationError("%r has no __name__: give the function a name" % (fn,))
+            record = JobFunction(fname, fn, timeout)
+            self.register(fname, record.server_timeout)
+            self.handlers[convert_to_bytes(fname)] = record
+            return fn
+
+        return register
+
+    def copy(self, servers: Iterable[ServerEntry] | None = None) -> AsyncWorker:
+        """A new, unstarted worker with this one's client id, functions, codec and hooks.
+
+        It connects to ``servers`` (by default, to this worker's servers)
+        and shares no connection or job with this one. Tests use it to serve
+        a module's worker on a test server without touching the original
+        (see :func:`gear.testing.serving`).
+        """
+        twin = type(self)(
+            self.client_id,
+            servers,
+            connect_timeout=self.connect_timeout,
+            reconnect=self.reconnect,
+            codec=self.codec,
+            hooks=self.hooks,
+        )
+        if servers is None:
+            for server in self.servers:
+                twin.servers.append(ServerAddress(server.spec))
+        for name, record in self.functions.items():
+            twin.functions[name] = FunctionRecord(name, record.timeout)
+        twin.handlers.update(self.handlers)
+        return twin
+
+    async def sync(self, timeout: float | None = None) -> None:
+        """Return once every connected server has handled all this worker sent it.
+
+        One ECHO round trip per connection: afterwards each server knows the
+        functions registered so far (a test can submit and rely on a
+        worker being there). Raises :class:`gear.TimeoutError` after
+        ``timeout`` seconds; a connection lost meanwhile is skipped.
+        """
+        self._ensure_started()
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[None]] = []
+        for conn in list(self.active_connections):
+            token = os.urandom(8).hex().encode("ascii")
+            answered: asyncio.Future[None] = loop.create_future()
+            conn.echo_waiters[token] = answered
+            conn.send(encode_packet(_REQ, constants.ECHO_REQ, token))
+            waits.append(answered)
+        if not waits:
+            return
+        done, _ = await asyncio.wait(waits, timeout=timeout)
+        if len(done) != len(waits):
+            raise TimeoutError("A server did not answer ECHO_REQ within %s seconds" % (timeout,))
 
     # -- jobs -------------------------------------------------------------
 
@@ -266,19 +423,25 @@ class AsyncWorker(AsyncBase):
 
     async def serve(
         self,
-        handlers: Mapping[str, Handler] | Mapping[bytes, Handler],
+        handlers: Mapping[str, Handler] | Mapping[bytes, Handler] | None = None,
         concurrency: int = 1,
         *,
         on_cancel: OnCancel = "requeue",
     ) -> None:
-        """Run ``handlers[name](job)`` for assigned jobs, at most ``concurrency`` at once.
+        """Run the registered functions for assigned jobs, at most ``concurrency`` at once.
 
-        Registers the functions not registered yet. A handler's return value
-        (bytes, str or None) is sent with WORK_COMPLETE unless the handler
-        ended the job itself; an exception it raises, or a return value of
-        another type (a :class:`TypeError`), is sent as WORK_EXCEPTION
-        (clients without the ``exceptions`` option get WORK_FAIL). Returns
-        after :meth:`stop`, once every job already taken has finished.
+        ``handlers`` maps more names to ``async`` handlers (they are
+        registered if they are not yet, and win over a :meth:`function` of
+        the same name). A handler's return value (bytes, str or None) is
+        sent with WORK_COMPLETE unless the handler ended the job itself; an
+        exception it raises, or a return value of another type (a
+        :class:`TypeError`), is sent as WORK_EXCEPTION (clients without the
+        ``exceptions`` option get WORK_FAIL). With a :attr:`codec`, handlers
+        get the decoded arguments, their results are encoded, and exceptions
+        travel as the structured payload :class:`gear.RemoteError` reads. A
+        function registered with a timeout (here or with :meth:`register`)
+        is cancelled past it. Returns after :meth:`stop`, once every job
+        already taken has finished.
 
         Cancelling ``serve`` (Ctrl-C in ``asyncio.run``) cancels the running
         handlers. With ``on_cancel="requeue"`` their jobs are not failed: the
@@ -291,10 +454,14 @@ class AsyncWorker(AsyncBase):
             raise ConfigurationError("concurrency must be at least 1")
         if on_cancel not in ("requeue", "fail"):
             raise ConfigurationError("on_cancel must be 'requeue' or 'fail', not %r" % (on_cancel,))
-        table = {convert_to_bytes(name): handler for name, handler in handlers.items()}
-        for name in table:
-            if name not in self.functions:
-                self.register(name)
+        table = dict(self.handlers)
+        for name, handler in (handlers or {}).items():
+            bname = convert_to_bytes(name)
+            if bname not in self.functions:
+                self.register(bname)
+            record = self.functions[bname]
+            text = bname.decode("utf8", "replace")
+            table[bname] = JobFunction(text, handler, _seconds(record.timeout), is_async=True)
         self._ensure_started()
         loop = asyncio.get_running_loop()
         runners = [loop.create_task(self._runner(table, on_cancel)) for _ in range(concurrency)]
@@ -312,7 +479,7 @@ class AsyncWorker(AsyncBase):
                 task.cancel()
             self._runners.difference_update(runners)
 
-    async def _runner(self, table: dict[bytes, Handler], on_cancel: OnCancel) -> None:
+    async def _runner(self, table: dict[bytes, JobFunction], on_cancel: OnCancel) -> None:
         while True:
             try:
                 job = await self.get_job()
@@ -323,13 +490,33 @@ class AsyncWorker(AsyncBase):
             await self._run(table, job, on_cancel)
 
     async def _run(
-        self, table: dict[bytes, Handler], job: AsyncWorkerJob, on_cancel: OnCancel
+        self, table: dict[bytes, JobFunction], job: AsyncWorkerJob, on_cancel: OnCancel
     ) -> None:
-        handler = table.get(job.binary_name)
+        hooks = self.hooks
+        if hooks is None:
+            await self._call(table, job, on_cancel)
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        call_hook(self.log, hooks.on_job_start, job)
+        outcome: JobOutcome = "requeued"
         try:
-            if handler is None:
+            outcome = await self._call(table, job, on_cancel)
+        finally:
+            if job.outcome == "fail" and outcome == "requeued":
+                outcome = "fail"  # cancelled with on_cancel="fail"
+            call_hook(self.log, hooks.on_job_end, job, outcome, loop.time() - started)
+
+    async def _call(
+        self, table: dict[bytes, JobFunction], job: AsyncWorkerJob, on_cancel: OnCancel
+    ) -> JobOutcome:
+        """Run ``job``'s function and end the job; return how it ended."""
+        function = table.get(job.binary_name)
+        codec = self.codec
+        try:
+            if function is None:
                 raise GearmanError("No handler for function %r" % (job.name,))
-            result = await handler(job)
+            result = await function.call(job, job if codec is None else codec.decode(job.arguments))
         except asyncio.CancelledError:
             if not job.ended:
                 if on_cancel == "fail":
@@ -338,30 +525,56 @@ class AsyncWorker(AsyncBase):
                 else:
                     self._requeue(job, "its handler was cancelled")
             raise
+        except FunctionTimeout as e:
+            self.log.error("Job %r (%s) failed: %s", job.handle, job.name, e)
+            self._end_with_exception(job, builtins.TimeoutError(str(e)))
+            return "timeout"
         except Exception as e:
             self.log.exception("Handler for %s (%r) raised", job.name, job.handle)
-            self._end_with_exception(job, "%s: %s" % (type(e).__name__, e))
-            return
+            self._end_with_exception(job, e)
+            return job.outcome or "exception"
         if job.ended:
-            return
-        if result is not None and not isinstance(result, (bytes, bytearray, str)):
-            message = "TypeError: the handler for %r returned %s, not bytes, str or None" % (
-                job.name,
-                type(result).__name__,
-            )
-            self.log.error("Job %r failed: %s", job.handle, message)
-            self._end_with_exception(job, message)
-            return
+            return job.outcome or "complete"
         try:
-            job.complete(b"" if result is None else result)
+            data = self._encode_result(job, result)
+        except Exception as e:
+            self.log.error("Job %r (%s) failed: %s: %s", job.handle, job.name, type(e).__name__, e)
+            self._end_with_exception(job, e)
+            return "exception"
+        try:
+            job.complete(data)
+        except DisconnectError:
+            self.log.warning(
+                "Lost the connection of job %r before it completed; it is not ours any more",
+                job.handle,
+            )
+            return "requeued"
         except Exception:
             self.log.exception("Unable to complete %r", job.handle)
+        return "complete"
 
-    def _end_with_exception(self, job: AsyncWorkerJob, message: str) -> None:
+    def _encode_result(self, job: AsyncWorkerJob, result: Any) -> bytes | bytearray | str:
+        if self.codec is not None:
+            return self.codec.encode(result)
+        if result is None:
+            return b""
+        if not isinstance(result, (bytes, bytearray, str)):
+            raise TypeError(
+                "the handler for %r returned %s, not bytes, str or None"
+                % (job.name, type(result).__name__)
+            )
+        return result
+
+    def _end_with_exception(self, job: AsyncWorkerJob, error: BaseException) -> None:
+        """End ``job`` with WORK_EXCEPTION for ``error``: structured with a codec, else text."""
         if job.ended:
             return
+        if self.codec is not None:
+            data = exception_payload(error)
+        else:
+            data = ("%s: %s" % (type(error).__name__, error)).encode("utf8", "replace")
         try:
-            job.exception(message)
+            job.exception(data)
         except Exception:
             self.log.exception("Unable to send WORK_EXCEPTION for %r", job.handle)
 
@@ -409,6 +622,128 @@ class AsyncWorker(AsyncBase):
                 await asyncio.gather(*runners, return_exceptions=True)
         finally:
             self._stopping = False
+
+    async def run(
+        self,
+        concurrency: int = 8,
+        *,
+        signals: Iterable[int] = DEFAULT_SIGNALS,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        """Serve the registered functions until a signal, then drain and return.
+
+        The first of ``signals`` (SIGINT and SIGTERM by default) stops
+        taking new jobs and gives the running ones ``drain_timeout`` seconds
+        to finish; the jobs still running then are requeued: their handlers
+        are cancelled and their connections closed, so the server hands them
+        to another worker without failing them. A second signal requeues at
+        once. The previous handlers of the signals are restored on return.
+        Signal handlers need the main thread and a loop that supports
+        :meth:`asyncio.loop.add_signal_handler` (not Windows); pass
+        ``signals=()`` elsewhere and use :meth:`serving`.
+        """
+        loop = asyncio.get_running_loop()
+        stopping = loop.create_future()
+        now = asyncio.Event()
+        received: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            name = signal.Signals(signum).name
+            if len(received) == 1:
+                self.log.info(
+                    "%s: finishing running jobs (up to %s s), taking no new ones",
+                    name,
+                    drain_timeout,
+                )
+                if not stopping.done():
+                    stopping.set_result(None)
+            else:
+                self.log.warning("%s again: requeueing the running jobs now", name)
+                now.set()
+
+        installed: list[int] = []
+        try:
+            for signum in signals:
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+            async with self._serving(concurrency, None, drain_timeout, now) as task:
+                await asyncio.wait((stopping, task), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def serving(
+        self,
+        concurrency: int = 8,
+        *,
+        handlers: Mapping[str, Handler] | Mapping[bytes, Handler] | None = None,
+        drain_timeout: float = 30.0,
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+        """Serve in the background for the block::
+
+            async with worker, worker.serving(concurrency=8):
+                await other_work()
+
+        Leaving the block drains as :meth:`run` does after its first signal:
+        no new jobs, ``drain_timeout`` seconds for the running ones, then
+        the rest are requeued. Leaving it by an exception (or cancellation)
+        requeues them at once.
+        Yields the task running :meth:`serve`: awaiting it raises what made
+        serving fail, and leaving the block raises that too. ``handlers`` is
+        as for :meth:`serve`.
+        """
+        return self._serving(concurrency, handlers, drain_timeout, None)
+
+    @contextlib.asynccontextmanager
+    async def _serving(
+        self,
+        concurrency: int,
+        handlers: Mapping[str, Handler] | Mapping[bytes, Handler] | None,
+        drain_timeout: float,
+        now: asyncio.Event | None,
+    ) -> AsyncIterator[asyncio.Task[None]]:
+        task = asyncio.create_task(self.serve(handlers, concurrency))
+        try:
+            yield task
+        except BaseException:
+            await self._drain(task, 0.0, None, check=False)
+            raise
+        await self._drain(task, drain_timeout, now)
+
+    async def _drain(
+        self,
+        task: asyncio.Task[None],
+        timeout: float,
+        now: asyncio.Event | None,
+        check: bool = True,
+    ) -> None:
+        """Stop ``task`` (a :meth:`serve`): let running jobs finish, requeue past ``timeout``."""
+        if not task.done():
+            stopper = asyncio.create_task(self.stop())
+            waits: set[asyncio.Future[Any]] = {task}
+            hurry = asyncio.create_task(now.wait()) if now is not None else None
+            if hurry is not None:
+                waits.add(hurry)
+            try:
+                if timeout > 0:
+                    await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if hurry is not None:
+                    hurry.cancel()
+                if not task.done():
+                    left = len([r for r in self._runners if not r.done()])
+                    self.log.warning("Requeueing the jobs of %d unfinished handlers", left)
+                    task.cancel()
+                await asyncio.wait((task,))
+                stopper.cancel()
+                await asyncio.wait((stopper,))
+                self._stopping = False
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and check:
+            raise error
 
     async def close(self) -> None:
         """Interrupt waiters, cancel :meth:`serve` and close every connection."""
@@ -493,6 +828,10 @@ class AsyncWorker(AsyncBase):
             if conn.state == protocol.SLEEP:
                 conn.state = protocol.IDLE
                 self._update()
+        elif ptype == constants.ECHO_RES:
+            echo = conn.echo_waiters.pop(frame.data, None)
+            if echo is not None and not echo.done():
+                echo.set_result(None)
         elif ptype == constants.ERROR:
             self.log.error("Received ERROR from %s: %r", conn, frame.data)
         else:
@@ -501,6 +840,11 @@ class AsyncWorker(AsyncBase):
     def _on_connection_lost(self, conn: AsyncConnection) -> None:
         conn.state = protocol.INIT
         conn.grabs = 0
+        echoes = list(conn.echo_waiters.values())
+        conn.echo_waiters.clear()
+        for echo in echoes:
+            if not echo.done():
+                echo.set_result(None)  # nothing left to wait for on this connection
         if any(job._conn is conn for job in self._queue):
             # The server requeues them; nothing here could report on them.
             self._queue = deque(job for job in self._queue if job._conn is not conn)
