@@ -12,4 +12,5 @@ pytest_plugins = [
     "fixtures.gear016",
     "fixtures.peers",
     "fixtures.pypi",
+    "fixtures.postgres",
 ]

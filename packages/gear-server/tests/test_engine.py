@@ -707,3 +707,68 @@ def test_restore_keeps_handles_unique(timers: FakeTimers) -> None:
     assert core.req(client, C.SUBMIT_JOB_BG, b"fn", b"", b"") == [res(C.JOB_CREATED, b"H:test:42")]
     w = worker(core, b"fn")
     assert core.req(w, C.GRAB_JOB)[0][1].startswith(b"H:old:41")
+
+
+# -- what a shared store reports (StoreListener) -------------------------------
+
+
+class LeasedStore(MemoryQueueStore):
+    """A store with a lease the test can let run out, as a cluster store has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lease_deadline = float("inf")
+        self.expired = 0
+        self.listener: Any = None
+
+    def expire(self) -> None:
+        self.expired += 1
+        self.lease_deadline = float("inf")
+        self.listener.store_fenced()
+
+
+def test_lease_run_out_hands_out_no_stored_job(timers: FakeTimers) -> None:
+    store = LeasedStore()
+    core = Core(timers, store)
+    store.listener = core
+    client = core.connect()
+    core.req(client, C.SUBMIT_JOB_BG, b"fn", b"", b"bg")
+    core.req(client, C.SUBMIT_JOB, b"fn", b"", b"fg")
+    store.lease_deadline = 0.0  # long past on the monotonic clock
+    w = worker(core, b"fn")
+    assigned = core.req(w, C.GRAB_JOB)
+    assert store.expired == 1
+    assert assigned[0][0] == C.JOB_ASSIGN and assigned[0][1].endswith(b"\0fg")
+    assert core.req(w, C.GRAB_JOB) == [res(C.NO_JOB)]
+    assert len(store.jobs) == 1, "the stored row stays: another node may own it now"
+
+
+def test_adopted_jobs_are_queued_and_counted_apart(timers: FakeTimers) -> None:
+    core = Core(timers, MemoryQueueStore())
+    w = worker(core, b"fn")
+    core.req(w, C.PRE_SLEEP)
+    core.store_adopted(
+        [StoredJob(b"H:dead.3:9", b"fn", b"u", b"x", C.PRECEDENCE_NORMAL, adopted=True)]
+    )
+    assert core.adopted == {b"H:dead.3:9"}
+    assert core.jobs[b"H:dead.3:9"].state == QUEUED
+    assigned = core.req(w, C.GRAB_JOB)
+    assert assigned[0] == res(C.NOOP), "the sleeping worker is woken"
+    assert assigned[1][1].startswith(b"H:dead.3:9\0")
+    core.req(w, C.WORK_COMPLETE, b"H:dead.3:9", b"")
+    assert core.adopted == set()
+
+
+def test_coalesced_job_dropped_only_while_waiting(timers: FakeTimers) -> None:
+    store = MemoryQueueStore()
+    core = Core(timers, store)
+    core.store_prefix(b"H:n1.5:")
+    client = core.connect()
+    first = core.req(client, C.SUBMIT_JOB_BG, b"fn", b"u1", b"a")[0][1]
+    second = core.req(client, C.SUBMIT_JOB_BG, b"fn", b"u2", b"b")[0][1]
+    assert first == b"H:n1.5:1"
+    w = worker(core, b"fn")
+    core.req(w, C.GRAB_JOB)  # the first is running
+    core.store_coalesced([first, second])
+    assert first in core.jobs and second not in core.jobs
+    assert second in store.jobs, "the row is not this node's to delete"

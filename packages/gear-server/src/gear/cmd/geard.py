@@ -177,6 +177,30 @@ class Server:
             "(default: none, jobs live in memory only)",
         )
         parser.add_argument(
+            "--queue-url",
+            dest="queue_url",
+            metavar="URL",
+            default=None,
+            help="keep background jobs in PostgreSQL (postgresql://USER@HOST:PORT/DB), shared "
+            "by every geard given the same URL; needs gear-server[postgres]. Put the password "
+            "in ~/.pgpass or PGPASSWORD, not in the URL",
+        )
+        parser.add_argument(
+            "--node-id",
+            dest="node_id",
+            default=None,
+            help="this node's name in a --queue-url cluster (default: HOSTNAME:PORT)",
+        )
+        parser.add_argument(
+            "--node-lease",
+            dest="node_lease",
+            metavar="SECONDS",
+            type=_checks.number(float, 0.1),
+            default=None,
+            help="seconds this node keeps its jobs without renewing its lease; after that "
+            "another node adopts them (default: 15)",
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             dest="shutdown_timeout",
             type=_checks.number(float, 0),
@@ -216,6 +240,19 @@ class Server:
             self._acl = _checks.load_acl(args.acl, tls)
         if args.queue_file:
             _checks.check_queue_file(args.queue_file)
+        if args.queue_url and args.queue_file:
+            raise ConfigurationError("give --queue-file or --queue-url, not both")
+        if args.queue_url and not args.queue_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError("--queue-url must start with postgresql://")
+        if (args.node_id or args.node_lease) and not args.queue_url:
+            raise ConfigurationError("--node-id and --node-lease need --queue-url")
+        if args.node_id:
+            from gear.server.postgres_schema import check_node_id
+
+            try:
+                check_node_id(args.node_id)
+            except ValueError as e:
+                raise ConfigurationError("--node-id: %s" % e) from None
 
     def setup_logging(self) -> None:
         """Configure logging: a fileConfig file, else INFO to stderr (or the log file)."""
@@ -243,6 +280,9 @@ class Server:
             "max_output_buffer",
             "job_retries",
             "queue_file",
+            "queue_url",
+            "node_id",
+            "node_lease",
             "shutdown_timeout",
             "tls_handshake_timeout",
             "max_partial_total",
@@ -285,7 +325,8 @@ class Server:
                 **self._server_options(),
             )
         except QueueStoreError as e:
-            raise ConfigurationError("--queue-file: %s" % e) from None
+            flag = "--queue-url" if self.args.queue_url else "--queue-file"
+            raise ConfigurationError("%s: %s" % (flag, e)) from None
         except OSError as e:
             cause = e.__cause__ if isinstance(e.__cause__, OSError) else e
             host = self.args.listen_address

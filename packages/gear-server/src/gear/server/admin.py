@@ -57,6 +57,8 @@ class Admin(Handlers):
             self.handleCancelJob(request)
         elif verb == b"status":
             self.handleStatus(request)
+        elif verb == b"cluster":
+            self.handleCluster(request)
         elif verb == b"workers":
             self.handleWorkers(request)
         elif verb == b"acl" and len(words) > 1:
@@ -130,6 +132,22 @@ class Admin(Handlers):
                 for fq in self._visible_functions()
             ),
         )
+
+    def handleCluster(self, request: ServerAdminRequest) -> None:
+        """This node's own and adopted background jobs, then every node of the
+        cluster (a shared queue store only): id, epoch, lease left, stored jobs."""
+        nodes = self.queue_store.cluster_nodes() if self.queue_store is not None else None
+        if nodes is None:
+            self._reply(request, b"ERR NO_CLUSTER The+queue+store+is+not+shared\n")
+            return
+        own = sum(1 for job in self.jobs.values() if job.background) - len(self.adopted)
+        lines = [b"jobs\town\t%d\tadopted\t%d\n" % (own, len(self.adopted))]
+        lines += [
+            b"node\t%s\tepoch\t%d\tlease\t%.1f\tjobs\t%d%s\n"
+            % (n.node_id.encode(), n.epoch, n.lease_left, n.jobs, b"\tself" if n.is_self else b"")
+            for n in nodes
+        ]
+        self._reply_lines(request, lines)
 
     def handlePriorityStatus(self, request: ServerAdminRequest) -> None:
         self._reply_lines(

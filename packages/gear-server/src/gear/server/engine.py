@@ -21,7 +21,6 @@ from gear.server.acl_admin import AclAdmin, ACLLike
 from gear.server.config import ServerOptions, default_max_connections
 from gear.server.model import (
     DONE,
-    PRIORITY_INDEX,
     QUEUED,
     RUNNING,
     SCHEDULED,
@@ -105,6 +104,8 @@ class Engine(AclAdmin):
         self._schedule_timer: TimerHandle | None = None
         self._graceful = False
         self._stopping = False
+        self.handle_prefix: bytes | None = None
+        self.adopted: set[bytes] = set()
 
     # ------------------------------------------------------------------
     # workers going away
@@ -177,7 +178,9 @@ class Engine(AclAdmin):
 
     def _new_handle(self, conn: Session | None) -> bytes:
         self.max_handle += 1
-        prefix = conn.handle_prefix if conn is not None else b"H:geard:"
+        prefix = self.handle_prefix
+        if prefix is None:
+            prefix = conn.handle_prefix if conn is not None else b"H:geard:"
         return prefix + str(self.max_handle).encode()
 
     # ------------------------------------------------------------------
@@ -202,6 +205,11 @@ class Engine(AclAdmin):
             check_field(unique, "unique id", self.max_unique_id)
             if unique == b".":
                 raise RemoteProtocolError("unique id '.' would end the show unique jobs listing")
+        if background and self.queue_store is not None and not self.queue_store.available:
+            self.sendError(
+                conn, b"QUEUE_UNAVAILABLE", b"The queue store is unreachable: no background jobs"
+            )
+            return
         fq = self._new_function(name)
         if unique:
             existing = fq.uniques.get(unique)
@@ -264,28 +272,6 @@ class Engine(AclAdmin):
                 self._enqueue(job)
         self._arm_schedule()
 
-    def _restore(self, store: QueueStore) -> None:
-        count = 0
-        for stored in store.load():
-            # New handles must not reuse a restored one's number.
-            tail = stored.handle.rpartition(b":")[2]
-            if tail.isdigit() and int(tail) > self.max_handle:
-                self.max_handle = int(tail)
-            if stored.handle in self.jobs:
-                continue
-            fq = self._function(stored.name)
-            job = ServerJob(stored.handle, stored.name, stored.arguments, None, stored.unique)
-            job.priority = PRIORITY_INDEX.get(stored.precedence, 1)
-            job.retries = stored.attempts
-            job.function = fq
-            self.jobs[stored.handle] = job
-            if job._unique:
-                fq.uniques[job._unique] = job
-            self._start_job(job, stored.when)
-            count += 1
-        if count:
-            self.log.info("Restored %d background jobs from the queue store", count)
-
     # ------------------------------------------------------------------
     # queues and workers
 
@@ -310,6 +296,9 @@ class Engine(AclAdmin):
     def _take(self, conn: Session) -> ServerJob | None:
         if self._graceful:
             return None  # shutting down: running jobs finish, queued ones wait
+        store = self.queue_store
+        if store is not None and store.lease_deadline < time.monotonic():
+            store.expire()  # another node may own our stored jobs by now
         abilities = conn.abilities.values()
         for priority in (0, 1, 2):
             for fq in abilities:
@@ -453,7 +442,7 @@ class Engine(AclAdmin):
         self._enqueue(job, head=True)
         self._check_graceful()
 
-    def _forget(self, job: ServerJob) -> None:
+    def _forget(self, job: ServerJob, store: bool = True) -> None:
         handle = job.handle
         self.jobs.pop(handle, None)
         for client in job.clients:
@@ -463,15 +452,19 @@ class Engine(AclAdmin):
         if unique and fq is not None and fq.uniques.get(unique) is job:
             del fq.uniques[unique]
         if job.background and self.queue_store is not None:
-            self.queue_store.remove(handle)
-            self._store_changed()
+            self.adopted.discard(handle)
+            if store:
+                self.queue_store.remove(handle)
+                self._store_changed()
         if fq is not None and not fq.total:
             self._release(fq)
         if self._graceful:
             self._check_graceful()
 
-    def _remove_waiting(self, job: ServerJob) -> bool:
-        """Take a queued or scheduled job out (cancel); False if it is running."""
+    def _remove_waiting(self, job: ServerJob, store: bool = True) -> bool:
+        """Take a queued or scheduled job out (cancel); False if it is running.
+
+        ``store`` False leaves the stored row alone (another node owns it)."""
         fq = job.function
         assert fq is not None
         if job.state == QUEUED:
@@ -487,5 +480,5 @@ class Engine(AclAdmin):
         else:
             return False
         job.state = DONE
-        self._forget(job)
+        self._forget(job, store)
         return True

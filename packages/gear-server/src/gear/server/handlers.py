@@ -21,9 +21,9 @@ from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
-from gear.server.engine import Engine
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
 from gear.server.outbox import NO_JOB, NOOP, packet
+from gear.server.store_events import StoreEvents
 
 __all__ = ["HANDLERS", "Handlers"]
 
@@ -97,7 +97,7 @@ def _bounded_int(raw: bytes, what: str, high: int) -> int:
     return int(text)
 
 
-class Handlers(Engine):
+class Handlers(StoreEvents):
     """Peers' events (connect, bytes, disconnect) and one method per packet type."""
 
     _dispatch: dict[int, _Handler]

@@ -121,6 +121,7 @@ class Runtime(Transport):
         except BaseException as e:
             self._startup_error = e
             self._close_resources()
+            loop.run_until_complete(self._aclose_store())
             loop.close()
             self._stopped.set()
             self._ready.set()
@@ -130,6 +131,7 @@ class Runtime(Transport):
             loop.run_forever()
         finally:
             try:
+                loop.run_until_complete(self._aclose_store())
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
@@ -149,6 +151,7 @@ class Runtime(Transport):
             await self._start()
         except BaseException:
             self._close_resources()
+            await self._aclose_store()
             self._stopped.set()
             raise
         try:
@@ -157,6 +160,7 @@ class Runtime(Transport):
             await done
         finally:
             self._stop()
+            await self._aclose_store()
             self.running = False
             self._stopped.set()
             self.log.info("Server stopped")
@@ -166,11 +170,22 @@ class Runtime(Transport):
         if self.queue_store is not None:
             self.queue_store.close()
 
+    async def _aclose_store(self) -> None:
+        """Let the store write what is pending and disconnect (network stores)."""
+        if self.queue_store is not None:
+            try:
+                await self.queue_store.aclose()
+            except Exception:
+                self.log.exception("Closing the queue store failed")
+
     async def _start(self) -> None:
+        if self.queue_store is not None:
+            await self.queue_store.open(
+                self
+            )  # before the first peer: no submit meets a closed store
+            self._restore(self.queue_store)
         self.loop.add_reader(self.socket.fileno(), self._accept)
         self._listening = True
-        if self.queue_store is not None:
-            self._restore(self.queue_store)
         self.loop.call_later(1.0, self._tick)
         self.log.info(
             "Listening on %s port %s (%s%s event loop)",

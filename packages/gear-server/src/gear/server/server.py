@@ -79,7 +79,11 @@ class Server(Runtime):
     None is unlimited) and ``queue_store`` (see :mod:`gear.server.store`).
     ``queue_file`` is a shortcut for ``queue_store=SQLiteQueueStore(path)``:
     background jobs then survive a crash or restart (a bad file raises
-    :class:`~gear.server.store.QueueStoreError`). ``shutdown_timeout`` is how
+    :class:`~gear.server.store.QueueStoreError`). ``queue_url``
+    (``postgresql://...``) keeps them in PostgreSQL instead, shared by every
+    node given the same URL: ``node_id`` (default ``HOST:PORT``) and
+    ``node_lease`` (seconds, default 15) are this node's name and lease, see
+    :mod:`gear.server.postgres_store`. ``shutdown_timeout`` is how
     long a graceful shutdown waits for running jobs.
     ``tls_handshake_timeout`` bounds a TLS handshake (connections in their
     handshake count toward ``max_connections``), ``max_partial_total`` the
@@ -114,6 +118,9 @@ class Server(Runtime):
         job_retries: int | None = None,
         queue_store: QueueStore | None = None,
         queue_file: str | os.PathLike[str] | None = None,
+        queue_url: str | None = None,
+        node_id: str | None = None,
+        node_lease: float | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         max_partial_total: int = DEFAULT_MAX_PARTIAL_TOTAL,
@@ -165,10 +172,23 @@ class Server(Runtime):
         self.port: int = self.socket.getsockname()[1]
         self._dispatch = self._build_dispatch()
 
-        if queue_file is not None:
-            if queue_store is not None:
+        if sum(x is not None for x in (queue_file, queue_store, queue_url)) > 1:
+            self.socket.close()
+            raise ValueError("give one of queue_file, queue_url and queue_store")
+        if queue_url is not None:
+            from gear.server.postgres_schema import DEFAULT_NODE_LEASE, default_node_id
+            from gear.server.postgres_store import PostgresQueueStore
+
+            try:
+                self.queue_store = PostgresQueueStore(
+                    queue_url,
+                    node_id or default_node_id(host, self.port),
+                    lease=DEFAULT_NODE_LEASE if node_lease is None else node_lease,
+                )
+            except BaseException:
                 self.socket.close()
-                raise ValueError("give queue_file or queue_store, not both")
+                raise
+        if queue_file is not None:
             from gear.server.sqlite_store import SQLiteQueueStore
 
             try:

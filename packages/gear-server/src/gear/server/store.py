@@ -11,10 +11,19 @@ are gone after a restart, as with the C gearmand.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-__all__ = ["StoredJob", "QueueStore", "QueueStoreError", "MemoryQueueStore"]
+__all__ = [
+    "MemoryQueueStore",
+    "NodeLease",
+    "QueueStore",
+    "QueueStoreError",
+    "StoreListener",
+    "StoredJob",
+]
 
 
 class QueueStoreError(Exception):
@@ -40,10 +49,73 @@ class StoredJob:
     """Unix time at which a scheduled job becomes runnable, or None."""
     attempts: int = 0
     """Times the job was requeued because its worker disconnected."""
+    adopted: bool = False
+    """Taken over from another node of a cluster whose lease expired."""
+
+
+@dataclass(frozen=True)
+class NodeLease:
+    """One node of the cluster as the store last saw it (every second)."""
+
+    node_id: str
+    epoch: int
+    lease_left: float
+    """Seconds until the lease expires (negative: expired, about to be adopted)."""
+    jobs: int
+    """Background jobs stored for the node (queued, scheduled and running)."""
+    is_self: bool
+
+
+class StoreListener(Protocol):
+    """What a shared store tells the server outside of its own calls.
+
+    A store that several nodes share (:mod:`gear.server.postgres_store`)
+    learns things on its own schedule: another node died and its jobs are
+    now ours, this node lost its lease, a job was coalesced with one queued
+    on another node. The engine implements these; every call is made on
+    the event loop.
+    """
+
+    def store_prefix(self, prefix: bytes) -> None:
+        """New job handles start with ``prefix`` (unique across the cluster)."""
+
+    def store_adopted(self, jobs: list[StoredJob]) -> None:
+        """Queue ``jobs`` (adopted from a dead node, or reloaded after an outage)."""
+
+    def store_fenced(self) -> None:
+        """This node's lease expired: forget every queued background job,
+        another node may own them now."""
+
+    def store_coalesced(self, handles: list[bytes]) -> None:
+        """These new jobs share a unique id with a job stored by another node:
+        drop them here if they have not started."""
 
 
 class QueueStore(abc.ABC):
     """Durable storage of background jobs; every call runs on the event loop."""
+
+    available: bool = True
+    """False while the store cannot take new jobs (its database is
+    unreachable): background submits are then answered with ERROR."""
+    lease_deadline: float = math.inf
+    """``time.monotonic()`` after which this node may no longer own its
+    stored jobs (a shared store's lease); the server checks it before
+    handing out a job and calls :meth:`expire` once it has passed."""
+
+    def expire(self) -> None:  # noqa: B027 - optional hook
+        """The lease ran out before the store renewed it: give up the jobs now."""
+
+    async def open(self, listener: StoreListener) -> None:  # noqa: B027 - optional hook
+        """Connect, on the server's event loop, before :meth:`load` is called.
+
+        A store that needs asyncio I/O (a network database) does it here and
+        keeps ``listener`` for what it learns later; raise
+        :class:`QueueStoreError` if the server must not start.
+        """
+
+    async def aclose(self) -> None:
+        """Write what is pending and disconnect, on the event loop, at the very end."""
+        self.close()
 
     @abc.abstractmethod
     def add(self, job: StoredJob) -> None:
@@ -80,6 +152,10 @@ class QueueStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources at server shutdown."""
+
+    def cluster_nodes(self) -> tuple[NodeLease, ...] | None:
+        """The nodes sharing this store; None for a store of one node."""
+        return None
 
 
 class MemoryQueueStore(QueueStore):
