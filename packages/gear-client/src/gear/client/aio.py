@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, ge
 from gear import constants
 from gear._aio import AsyncBase, AsyncConnection
 from gear._server_spec import ServerEntry
-from gear.client import protocol
+from gear.client import protocol, tracker
 from gear.codec import Frame, encode_packet, split_arguments
 from gear.errors import (
     ConfigurationError,
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 else:
     _R = TypeVar("_R")
 _T = TypeVar("_T")
-_SUBMIT = 0
-_OPTION = 1
 
 #: A job's priority by name; the ``gear.PRECEDENCE_*`` numbers work too.
 Priority = Literal["low", "normal", "high"]
@@ -67,6 +65,15 @@ def _precedence(priority: Priority | int) -> int:
         except KeyError:
             raise ConfigurationError("Invalid priority %r" % (priority,)) from None
     return priority
+
+
+def _kind(entry: tuple[str, Any, Any]) -> str:
+    return entry[0]
+
+
+def _tracker(conn: AsyncConnection) -> tracker.RequestTracker[Any]:
+    """The connection's pending requests: ``(kind, future or None, job or option)``."""
+    return tracker.RequestTracker(conn.pending, _kind)
 
 
 def _count(value: bytes) -> int | None:
@@ -519,38 +526,31 @@ class AsyncClient(AsyncBase, Generic[_R]):
         self._in_flight += 1
         job._slot = self._release_slot
         try:
-            if await self._submit(job, packet, timeout):
-                if job.background:
-                    job._free_slot()
-                return job
+            failed = await self._submit(job, packet, timeout)
         except BaseException:
             job._free_slot()
             raise
+        if failed is None:
+            if job.background:
+                job._free_slot()
+            return job
         job._free_slot()
-        if not self.active_connections:
-            raise GearmanError(
-                "Unable to submit job to any connected servers: no server is connected (%s)"
-                % (self._summary(),)
-            )
-        raise GearmanError("Unable to submit job to any connected servers")
+        raise GearmanError(failed)
 
-    async def _submit(self, job: AsyncJob, packet: bytes, timeout: float | None) -> bool:
+    async def _submit(self, job: AsyncJob, packet: bytes, timeout: float | None) -> str | None:
+        """Try each active server once; None once one created the job, else why not."""
         loop = asyncio.get_running_loop()
-        attempted: set[AsyncConnection] = set()
+        failover: tracker.SubmitFailover[AsyncConnection] = tracker.SubmitFailover()
         while True:
-            active = self.active_connections
-            if not active or attempted.issuperset(active):
-                return False
-            conn = self._next_connection()
-            if conn in attempted:
-                continue
-            attempted.add(conn)
-            created: asyncio.Future[bool] = loop.create_future()
+            conn = failover.next(lambda: self.active_connections, self._next_connection)
+            if conn is None:
+                return failover.message(self._summary)
+            created: asyncio.Future[tracker.ServerError | None] = loop.create_future()
             try:
                 conn.send(packet)
             except DisconnectError:
                 continue
-            conn.pending.append((_SUBMIT, created, job))
+            _tracker(conn).sent((tracker.SUBMIT, created, job))
             try:
                 if timeout is None:
                     await created
@@ -563,8 +563,10 @@ class AsyncClient(AsyncBase, Generic[_R]):
                 ) from None
             except DisconnectError:
                 continue
-            if created.result():
-                return True
+            error = created.result()
+            if error is None:
+                return None
+            failover.refused("%s:%s" % (conn.host, conn.port), error)
 
     def _check_alive(self, conn: AsyncConnection) -> None:
         """Drop ``conn`` if it answers no ECHO_REQ within ``connect_timeout`` (once at a time)."""
@@ -631,30 +633,34 @@ class AsyncClient(AsyncBase, Generic[_R]):
         """Ask every connected server to enable option ``name`` (e.g. ``"exceptions"``).
 
         Remembered and requested again on every reconnect. Returns False if
-        some server refused it; raises :class:`gear.TimeoutError` if one does
-        not answer in ``timeout`` seconds.
+        some server refused it. A server that does not answer within
+        ``timeout`` seconds (gear 0.16's never does) or drops meanwhile is
+        logged and left alone, as :meth:`gear.Client.setOption` does.
         """
         self._ensure_started()
         option = convert_to_bytes(name)
         self.options.add(option)
         loop = asyncio.get_running_loop()
-        replies: list[asyncio.Future[bool]] = []
+        replies: list[tuple[AsyncConnection, asyncio.Future[bool]]] = []
         for conn in list(self.active_connections):
             reply: asyncio.Future[bool] = loop.create_future()
             try:
                 conn.send(encode_packet(_REQ, constants.OPTION_REQ, option))
             except DisconnectError:
                 continue
-            conn.pending.append((_OPTION, reply, option))
-            replies.append(reply)
+            _tracker(conn).sent((tracker.OPTION, reply, option))
+            replies.append((conn, reply))
         if not replies:
             return True
-        done, _ = await asyncio.wait(replies, timeout=timeout)
-        if len(done) != len(replies):
-            for reply in replies:
-                reply.cancel()
-            raise TimeoutError("No reply to OPTION_REQ %r in %s seconds" % (option, timeout))
-        return all(not f.cancelled() and f.exception() is None and f.result() for f in done)
+        await asyncio.wait([reply for _, reply in replies], timeout=timeout)
+        refused = False
+        for conn, reply in replies:
+            if not reply.done():
+                self.log.warning("No reply to OPTION_REQ %r from %s", option, conn)
+                reply.cancel()  # its entry keeps its place; a late OPTION_RES is dropped
+            elif reply.exception() is None and reply.result() is False:
+                refused = True
+        return not refused
 
     # -- connection steps -------------------------------------------------
 
@@ -663,13 +669,11 @@ class AsyncClient(AsyncBase, Generic[_R]):
             conn.send(encode_packet(_REQ, constants.SET_CLIENT_ID, self.client_id))
         for option in self.options:
             conn.send(encode_packet(_REQ, constants.OPTION_REQ, option))
-            conn.pending.append((_OPTION, None, option))
+            _tracker(conn).sent((tracker.OPTION, None, option))
 
     def _on_connection_lost(self, conn: AsyncConnection) -> None:
         error = DisconnectError("Lost the connection to %s:%s" % (conn.host, conn.port))
-        pending = list(conn.pending)
-        conn.pending.clear()
-        for _, future, _ in pending:
+        for _, future, _ in _tracker(conn).drain():
             if future is not None and not future.done():
                 future.set_exception(error)
         waiters = [w for ws in conn.status_waiters.values() for w in ws]
@@ -695,18 +699,8 @@ class AsyncClient(AsyncBase, Generic[_R]):
             return
         handler(self, conn, frame.data)
 
-    def _pop(self, conn: AsyncConnection, kind: int) -> Any:
-        pending = conn.pending
-        if pending and pending[0][0] == kind:
-            return pending.popleft()
-        for index, entry in enumerate(pending):
-            if entry[0] == kind:
-                del pending[index]
-                return entry
-        return None
-
     def _job_created(self, conn: AsyncConnection, data: bytes) -> None:
-        entry = self._pop(conn, _SUBMIT)
+        entry = _tracker(conn).answer(tracker.SUBMIT)
         if entry is None:
             self.log.error("JOB_CREATED from %s with no submit pending; dropping it", conn)
             conn.abort()
@@ -719,7 +713,7 @@ class AsyncClient(AsyncBase, Generic[_R]):
         if not job.background:
             job._end = conn.loop.create_future()
             conn.related_jobs[data] = job
-        created.set_result(True)
+        created.set_result(None)
         hooks = job._hooks
         if hooks is not None:
             call_hook(self.log, hooks.on_submit, job)
@@ -727,23 +721,19 @@ class AsyncClient(AsyncBase, Generic[_R]):
                 job._hooks = None
 
     def _error(self, conn: AsyncConnection, data: bytes) -> None:
-        code, _, text = data.partition(b"\x00")
-        self.log.error(
-            "Received ERROR from %s: %s: %s",
-            conn,
-            code.decode("utf8", "replace"),
-            text.decode("utf8", "replace"),
-        )
-        if not conn.pending:
+        error = tracker.parse_error(data)
+        self.log.error("Received ERROR from %s: %s: %s", conn, error.code, error.text)
+        entry = _tracker(conn).error()
+        if entry is None:
             self.log.error("ERROR with no request pending on %s; dropping it", conn)
             conn.abort()
             return
-        _, future, _ = conn.pending.popleft()
+        kind, future, _ = entry
         if future is not None and not future.done():
-            future.set_result(False)
+            future.set_result(error if kind == tracker.SUBMIT else False)
 
     def _option_res(self, conn: AsyncConnection, data: bytes) -> None:
-        entry = self._pop(conn, _OPTION)
+        entry = _tracker(conn).answer(tracker.OPTION)
         if entry is None:
             self.log.warning("OPTION_RES %r from %s with no request pending", data, conn)
             return
