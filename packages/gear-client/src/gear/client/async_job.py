@@ -12,9 +12,8 @@ import asyncio
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from gear._aio import AsyncConnection
 from gear.errors import (
     DisconnectError,
     GearmanError,
@@ -27,6 +26,9 @@ from gear.hooks import Hooks, JobOutcome, call_hook
 from gear.job import BaseJob
 from gear.payload import parse_exception_payload
 from gear.util import convert_to_bytes
+
+if TYPE_CHECKING:
+    from gear._aio import AsyncConnection
 
 __all__ = ["AsyncJob", "WorkUpdate"]
 
