@@ -102,3 +102,38 @@ def test_a_dropped_server_keeps_the_earlier_error_and_none_connected_says_why() 
         "Unable to submit job to any connected servers: no server is connected"
         " (127.0.0.1:1: refused)"
     )
+
+
+def test_a_reply_stream_from_the_wire() -> None:
+    """Bytes as a server sends them, decoded by gear-core's codec: the tracker
+    gives each reply to the right request even with an unanswered option first."""
+    from gear import constants as C
+    from gear.codec import Decoder, Frame, encode_packet
+
+    wire = b"".join(
+        [
+            encode_packet(C.RES, C.JOB_CREATED, b"H:1"),
+            encode_packet(C.RES, C.ERROR, b"QUEUE_FULL\x00Job queue is full for function f"),
+            encode_packet(C.RES, C.OPTION_RES, b"exceptions"),
+        ]
+    )
+    t = tracker((OPTION, "unanswered"), (SUBMIT, "first"), (SUBMIT, "second"))
+    seen: list[tuple[Any, Any]] = []
+    decoder = Decoder()
+    frames: list[Frame] = []
+    for offset in range(0, len(wire), 5):  # in pieces, as a socket may deliver it
+        frames.extend(e for e in decoder.receive(wire[offset : offset + 5]) if isinstance(e, Frame))
+    for frame in frames:
+        if frame.ptype == C.JOB_CREATED:
+            seen.append((t.answer(SUBMIT), frame.data))
+        elif frame.ptype == C.ERROR:
+            seen.append((t.error(), parse_error(frame.data)))
+        elif frame.ptype == C.OPTION_RES:
+            seen.append((t.answer(OPTION), frame.data))
+    assert seen == [
+        ((SUBMIT, "first"), b"H:1"),
+        # ERROR names no request: it answers the oldest pending one of any kind
+        ((OPTION, "unanswered"), ServerError("QUEUE_FULL", "Job queue is full for function f")),
+        (None, b"exceptions"),  # an OPTION_RES nobody is waiting for any more
+    ]
+    assert t.drain() == [(SUBMIT, "second")]
