@@ -31,6 +31,7 @@ nitpick_ignore = [
     ("py:class", "GeardConnection"),
     ("py:class", "gear.server.model.Session"),
     ("py:class", "gear._aio.AsyncConnection"),
+    ("py:class", "gear._aio_connection.AsyncConnection"),
 ]
 
 # References into the standard library cannot resolve without intersphinx;

@@ -1,10 +1,11 @@
-"""asyncio connections shared by :class:`gear.AsyncClient` and :class:`gear.AsyncWorker`.
+"""asyncio connection management shared by AsyncClient and AsyncWorker.
 
-One :class:`asyncio.Protocol` per server socket feeds gear-core's sans-IO
-:class:`~gear.codec.Decoder` and hands each :class:`~gear.codec.Frame` to
-its owner. :class:`AsyncBase` keeps the server list and applies the rules of
-the threaded :class:`gear.BaseClient`: ``add_server`` only registers, a
-background task per server dials it and redials after a failure as its
+One :class:`asyncio.Protocol` per server socket (:mod:`gear._aio_connection`,
+re-exported here) feeds gear-core's sans-IO :class:`~gear.codec.Decoder` and
+hands each :class:`~gear.codec.Frame` to its owner. :class:`AsyncBase` keeps
+the server list and applies the rules of the threaded
+:class:`gear.BaseClient`: ``add_server`` only registers, a background task
+per server dials it and redials after a failure as its
 :class:`~gear.ReconnectPolicy` says, and requests go round-robin over the
 connected servers. Roles subclass it and fill in ``_on_connect``,
 ``_handle_frame`` and ``_on_connection_lost``.
@@ -17,164 +18,21 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from gear._connect_errors import (
-    ConnectFailures,
-    check_tls_files_readable,
-    describe,
-)
+from gear._aio_connection import AsyncConnection, ServerAddress
+from gear._connect_errors import ConnectFailures, describe
 from gear._server_spec import ServerEntry, ServerSpec, server_options
-from gear.codec import Decoder, Frame
-from gear.connection import set_keepalive
-from gear.errors import (
-    ConfigurationError,
-    DisconnectError,
-    NoConnectedServersError,
-    RemoteProtocolError,
-    TimeoutError,
-)
+from gear.codec import Frame
+from gear.errors import ConfigurationError, DisconnectError, NoConnectedServersError, TimeoutError
 from gear.hooks import Hooks, call_hook
 from gear.reconnect import ReconnectPolicy
-from gear.tls import load_context
 from gear.util import convert_to_bytes
 
 __all__ = ["AsyncConnection", "AsyncBase", "ServerAddress"]
 
 _Self = TypeVar("_Self", bound="AsyncBase")
-
-
-class ServerAddress:
-    """A server added with ``add_server``: where to dial, with what TLS, and how it went."""
-
-    def __init__(self, spec: ServerSpec) -> None:
-        self.spec = spec
-        self.host = spec.host
-        self.port = int(spec.port)
-        self.address = spec.address
-        self.keepalive = spec.keepalive_timings
-        self.task: asyncio.Task[None] | None = None
-        self.connection: AsyncConnection | None = None
-        #: True once the reconnect policy's ``max_attempts`` ran out.
-        self.gave_up = False
-
-    def __repr__(self) -> str:
-        return "<gear.ServerAddress host: %s port: %s>" % (self.host, self.port)
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """Load the TLS files (on every attempt, so fixed or renewed files are picked up)."""
-        files = self.spec.ssl_files
-        if files is None:
-            return None
-        check_tls_files_readable(*files)
-        return load_context(*files)
-
-
-class AsyncConnection(asyncio.Protocol):
-    """One socket to one server; a new one is made on every (re)connect.
-
-    Writes are collected and flushed once per event-loop turn, so the many
-    small packets of concurrent requests go out in one ``send``.
-    """
-
-    def __init__(self, owner: AsyncBase, server: ServerAddress) -> None:
-        self.owner = owner
-        self.server = server
-        self.host = server.host
-        self.port = server.port
-        self.transport: asyncio.Transport | None = None
-        self.decoder = Decoder()
-        self.connected = False
-        self.loop = asyncio.get_running_loop()
-        self.closed: asyncio.Future[None] = self.loop.create_future()
-        self._wbuf: list[bytes] = []
-        #: Client: requests answered in order (submits, options), oldest first.
-        self.pending: deque[Any] = deque()
-        #: Client: (reply type, key) -> waiters for STATUS_RES(_UNIQUE).
-        self.status_waiters: dict[tuple[int, bytes], list[Any]] = {}
-        #: Client: handle -> foreground job awaiting WORK_* packets.
-        self.related_jobs: dict[bytes, Any] = {}
-        #: Client: ECHO_REQ payload -> waiter for the ECHO_RES (liveness probe).
-        self.echo_waiters: dict[bytes, asyncio.Future[None]] = {}
-        #: Worker: the grab state (gear.worker.protocol).
-        self.state = "INIT"
-        #: Worker: GRAB_JOB_UNIQ requests not answered yet.
-        self.grabs = 0
-
-    def __repr__(self) -> str:
-        return "<gear.AsyncConnection 0x%x host: %s port: %s>" % (id(self), self.host, self.port)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.server.keepalive is not None:
-                set_keepalive(sock, *self.server.keepalive, self.owner.log)
-        self.connected = True
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            events = self.decoder.receive(data)
-        except RemoteProtocolError as e:
-            self.owner.log.error("Protocol error from %s: %s; dropping it", self, e)
-            self.abort()
-            return
-        handle = self.owner._handle_frame
-        for event in events:
-            if not self.connected:
-                return
-            if type(event) is Frame:
-                try:
-                    handle(self, event)
-                except Exception:
-                    self.owner.log.exception("Exception while handling %s from %s", event, self)
-
-    def eof_received(self) -> bool | None:
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost()
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def _lost(self) -> None:
-        was_connected = self.connected
-        self.connected = False
-        self._wbuf.clear()
-        if was_connected:
-            self.owner._connection_lost(self)
-
-    def send(self, data: bytes) -> None:
-        """Queue ``data``; raises :class:`gear.DisconnectError` once disconnected."""
-        if not self.connected:
-            raise DisconnectError("Not connected to %s:%s" % (self.host, self.port))
-        if not self._wbuf:
-            self.loop.call_soon(self._flush)
-        self._wbuf.append(data)
-
-    def _flush(self) -> None:
-        if self._wbuf and self.transport is not None and self.connected:
-            data = b"".join(self._wbuf)
-            self._wbuf.clear()
-            self.transport.write(data)
-
-    def abort(self) -> None:
-        """Drop the connection and tell the owner now, not on the next loop turn."""
-        self._lost()
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close(self) -> None:
-        """Send what is queued, then close; the owner is told at once."""
-        self._flush()
-        self._lost()
-        if self.transport is not None:
-            self.transport.close()
 
 
 class AsyncBase:

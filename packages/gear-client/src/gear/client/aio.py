@@ -1,37 +1,35 @@
-"""The asyncio client: :class:`AsyncClient` and its :class:`AsyncJob`.
+"""The asyncio client :class:`AsyncClient`: its requests (call, submit, status, options).
 
 A thin face over the same pieces as the threaded :class:`gear.Client`:
-gear-core's codec frames the bytes and :mod:`gear.client.protocol` builds
-the SUBMIT packets and applies WORK_* and STATUS_RES payloads to jobs.
+gear-core's codec frames the bytes, :mod:`gear.client.protocol` builds the
+SUBMIT packets and :mod:`gear.client.tracker` matches replies to requests.
+What it does with replies is :mod:`gear.client.async_replies`; the job it
+returns is :mod:`gear.client.async_job` (both importable from here too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import weakref
-from collections import deque
-from collections.abc import Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, get_origin, overload
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_origin, overload
 
 from gear import constants
-from gear._aio import AsyncBase, AsyncConnection
+from gear._aio import AsyncConnection
 from gear._server_spec import ServerEntry
-from gear.client import protocol
-from gear.codec import Frame, encode_packet, split_arguments
+from gear.client import protocol, tracker
+from gear.client.async_job import AsyncJob, WorkUpdate
+from gear.client.async_replies import AsyncReplies, requests_of
+from gear.codec import encode_packet
 from gear.errors import (
     ConfigurationError,
     DisconnectError,
     GearmanError,
     InvalidDataError,
-    JobExceptionError,
-    JobFailedError,
-    RemoteError,
     TimeoutError,
 )
-from gear.hooks import Hooks, JobOutcome, call_hook
-from gear.job import BaseJob
-from gear.payload import Codec, parse_exception_payload
+from gear.hooks import Hooks
+from gear.payload import Codec
 from gear.reconnect import ReconnectPolicy
 from gear.util import convert_to_bytes
 
@@ -48,8 +46,6 @@ if TYPE_CHECKING:
 else:
     _R = TypeVar("_R")
 _T = TypeVar("_T")
-_SUBMIT = 0
-_OPTION = 1
 
 #: A job's priority by name; the ``gear.PRECEDENCE_*`` numbers work too.
 Priority = Literal["low", "normal", "high"]
@@ -69,233 +65,7 @@ def _precedence(priority: Priority | int) -> int:
     return priority
 
 
-def _count(value: bytes) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-class WorkUpdate(NamedTuple):
-    """One WORK_DATA, WORK_WARNING or WORK_STATUS packet of a running job.
-
-    ``data`` is the payload (empty for status); ``numerator`` and
-    ``denominator`` are set for status only (None if a worker sent
-    something that is not a whole number).
-    """
-
-    kind: Literal["data", "warning", "status"]
-    data: bytes
-    numerator: int | None = None
-    denominator: int | None = None
-
-
-class AsyncJob(BaseJob):
-    """A job submitted by :meth:`gear.AsyncClient.submit`.
-
-    ``await job`` (or ``await job.result(timeout)``) gives the WORK_COMPLETE
-    payload; ``async for update in job`` yields each :class:`WorkUpdate`
-    until the job ends. The attributes of :class:`gear.Job` (``data``,
-    ``complete``, ``failure``, ``exception``, ``warning``, ``numerator``,
-    ``denominator``, ``fraction_complete``, ``known``, ``running``) are kept
-    up to date too, by the same code that updates threaded jobs.
-
-    With ``keep_updates=False`` (see :meth:`~gear.AsyncClient.submit`) the
-    job keeps no history: ``updates`` stays empty, ``data`` holds only the
-    result, and ``async for`` yields the updates that arrive while it runs.
-    """
-
-    def __init__(
-        self,
-        name: str | bytes,
-        arguments: bytes | bytearray,
-        unique: str | bytes | None = None,
-        *,
-        keep_updates: bool = True,
-    ) -> None:
-        super().__init__(name, arguments, unique)
-        self.data: list[bytes] = []
-        self.exception: bytes | None = None
-        self.warning = False
-        self.complete = False
-        self.failure = False
-        self.numerator: bytes | None = None
-        self.denominator: bytes | None = None
-        self.fraction_complete: float | None = None
-        self.known: bool | None = None
-        self.running: bool | None = None
-        self.background = False
-        self.lost = False
-        self.result_data: bytes | None = None
-        self.keep_updates = keep_updates
-        self.updates: list[WorkUpdate] = []
-        self._conn: AsyncConnection | None = None
-        self._end: asyncio.Future[None] | None = None
-        self._pulse: asyncio.Event | None = None
-        self._total = 0
-        self._recent: deque[WorkUpdate] = deque()
-        self._readers: weakref.WeakSet[_Updates] = weakref.WeakSet()
-        self._slot: Callable[[], None] | None = None
-        self._hooks: Hooks | None = None
-        self._submitted = 0.0
-
-    def __repr__(self) -> str:
-        return "<gear.AsyncJob 0x%x handle: %r name: %s>" % (id(self), self.handle, self.name)
-
-    @property
-    def name(self) -> str:
-        """The function name."""
-        return self._name.decode("utf8")
-
-    @name.setter
-    def name(self, value: str | bytes) -> None:
-        self._name = convert_to_bytes(value)
-
-    @property
-    def arguments(self) -> bytes:
-        """The job's arguments as sent."""
-        return bytes(self._arguments)
-
-    @arguments.setter
-    def arguments(self, value: bytes | bytearray) -> None:
-        self._validate_arguments(value)
-        self._arguments = bytes(value)
-
-    @property
-    def done(self) -> bool:
-        """True once the job ended or its server connection was lost."""
-        return self._end is not None and self._end.done()
-
-    def __await__(self) -> Generator[Any, None, bytes]:
-        return self.result().__await__()
-
-    async def result(self, timeout: float | None = None) -> bytes:
-        """Wait for the end of the job and return its WORK_COMPLETE payload.
-
-        Raises :class:`gear.JobExceptionError` on WORK_EXCEPTION (its
-        ``exception`` is the payload) and :class:`gear.JobFailedError` on
-        WORK_FAIL, :class:`gear.DisconnectError` if the server connection
-        was lost first, :class:`gear.TimeoutError` after ``timeout`` seconds
-        and :class:`gear.GearmanError` for a background job, which has no
-        result. Cancelling the waiting task leaves the job (and connection)
-        intact.
-        """
-        if self.background:
-            raise GearmanError("Background job %r sends no result to wait for" % (self.handle,))
-        end = self._end
-        if end is None:
-            raise GearmanError("Job %r has not been submitted" % (self,))
-        if not end.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(end), timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    "Job %r did not finish within %s seconds" % (self.handle, timeout)
-                ) from None
-        if self.lost:
-            raise DisconnectError(
-                "Lost the connection to the server of job %r before it finished" % (self.handle,)
-            )
-        if self.failure:
-            if self.exception is not None:
-                remote = parse_exception_payload(self.exception)
-                if remote is not None:
-                    raise RemoteError(*remote, self.exception)
-                raise JobExceptionError(
-                    "Job %r raised an exception: %s"
-                    % (self.handle, self.exception.decode("utf8", "replace")),
-                    self.exception,
-                )
-            raise JobFailedError("Job %r failed (WORK_FAIL)" % (self.handle,))
-        return self.result_data or b""
-
-    def __aiter__(self) -> _Updates:
-        return _Updates(self)
-
-    def _push(self, update: WorkUpdate) -> None:
-        if self.keep_updates:
-            self.updates.append(update)
-        elif self._readers:
-            self._recent.append(update)
-        else:
-            self._recent.clear()
-        self._total += 1
-        self._notify()
-
-    def _update_at(self, position: int) -> WorkUpdate:
-        if self.keep_updates:
-            return self.updates[position]
-        return self._recent[position - (self._total - len(self._recent))]
-
-    def _trim(self) -> None:
-        """Drop the updates every reader has seen (``keep_updates=False`` only)."""
-        if self.keep_updates:
-            return
-        oldest = min((reader.position for reader in self._readers), default=self._total)
-        first = self._total - len(self._recent)
-        for _ in range(oldest - first):
-            self._recent.popleft()
-
-    def _notify(self) -> None:
-        pulse = self._pulse
-        if pulse is not None:
-            self._pulse = None
-            pulse.set()
-
-    def _free_slot(self) -> None:
-        slot = self._slot
-        if slot is not None:
-            self._slot = None
-            slot()
-
-    def _finish(self, lost: bool = False) -> None:
-        self.lost = lost
-        if self._end is not None and not self._end.done():
-            self._end.set_result(None)
-        self._free_slot()
-        self._notify()
-        hooks = self._hooks
-        if hooks is not None and self._conn is not None:
-            self._hooks = None
-            outcome: JobOutcome
-            if lost:
-                outcome = "lost"
-            elif self.failure:
-                outcome = "exception" if self.exception is not None else "fail"
-            else:
-                outcome = "complete"
-            seconds = self._conn.loop.time() - self._submitted
-            call_hook(self._conn.owner.log, hooks.on_job_end, self, outcome, seconds)
-
-
-class _Updates:
-    """One ``async for`` over a job's updates; each reader has its own position."""
-
-    def __init__(self, job: AsyncJob) -> None:
-        self.job = job
-        self.position = 0 if job.keep_updates else job._total
-        job._readers.add(self)
-
-    def __aiter__(self) -> _Updates:
-        return self
-
-    async def __anext__(self) -> WorkUpdate:
-        job = self.job
-        while True:
-            if self.position < job._total:
-                update = job._update_at(self.position)
-                self.position += 1
-                job._trim()
-                return update
-            if job._end is None or job._end.done():
-                job._readers.discard(self)
-                raise StopAsyncIteration
-            if job._pulse is None:
-                job._pulse = asyncio.Event()
-            await job._pulse.wait()
-
-
-class AsyncClient(AsyncBase, Generic[_R]):
+class AsyncClient(AsyncReplies, Generic[_R]):
     """An asyncio Gearman client::
 
         async with gear.AsyncClient("my-client", servers=["127.0.0.1:4730"]) as client:
@@ -519,38 +289,31 @@ class AsyncClient(AsyncBase, Generic[_R]):
         self._in_flight += 1
         job._slot = self._release_slot
         try:
-            if await self._submit(job, packet, timeout):
-                if job.background:
-                    job._free_slot()
-                return job
+            failed = await self._submit(job, packet, timeout)
         except BaseException:
             job._free_slot()
             raise
+        if failed is None:
+            if job.background:
+                job._free_slot()
+            return job
         job._free_slot()
-        if not self.active_connections:
-            raise GearmanError(
-                "Unable to submit job to any connected servers: no server is connected (%s)"
-                % (self._summary(),)
-            )
-        raise GearmanError("Unable to submit job to any connected servers")
+        raise GearmanError(failed)
 
-    async def _submit(self, job: AsyncJob, packet: bytes, timeout: float | None) -> bool:
+    async def _submit(self, job: AsyncJob, packet: bytes, timeout: float | None) -> str | None:
+        """Try each active server once; None once one created the job, else why not."""
         loop = asyncio.get_running_loop()
-        attempted: set[AsyncConnection] = set()
+        failover: tracker.SubmitFailover[AsyncConnection] = tracker.SubmitFailover()
         while True:
-            active = self.active_connections
-            if not active or attempted.issuperset(active):
-                return False
-            conn = self._next_connection()
-            if conn in attempted:
-                continue
-            attempted.add(conn)
-            created: asyncio.Future[bool] = loop.create_future()
+            conn = failover.next(lambda: self.active_connections, self._next_connection)
+            if conn is None:
+                return failover.message(self._summary)
+            created: asyncio.Future[tracker.ServerError | None] = loop.create_future()
             try:
                 conn.send(packet)
             except DisconnectError:
                 continue
-            conn.pending.append((_SUBMIT, created, job))
+            requests_of(conn).sent((tracker.SUBMIT, created, job))
             try:
                 if timeout is None:
                     await created
@@ -563,8 +326,10 @@ class AsyncClient(AsyncBase, Generic[_R]):
                 ) from None
             except DisconnectError:
                 continue
-            if created.result():
-                return True
+            error = created.result()
+            if error is None:
+                return None
+            failover.refused("%s:%s" % (conn.host, conn.port), error)
 
     def _check_alive(self, conn: AsyncConnection) -> None:
         """Drop ``conn`` if it answers no ECHO_REQ within ``connect_timeout`` (once at a time)."""
@@ -631,30 +396,34 @@ class AsyncClient(AsyncBase, Generic[_R]):
         """Ask every connected server to enable option ``name`` (e.g. ``"exceptions"``).
 
         Remembered and requested again on every reconnect. Returns False if
-        some server refused it; raises :class:`gear.TimeoutError` if one does
-        not answer in ``timeout`` seconds.
+        some server refused it. A server that does not answer within
+        ``timeout`` seconds (gear 0.16's never does) or drops meanwhile is
+        logged and left alone, as :meth:`gear.Client.setOption` does.
         """
         self._ensure_started()
         option = convert_to_bytes(name)
         self.options.add(option)
         loop = asyncio.get_running_loop()
-        replies: list[asyncio.Future[bool]] = []
+        replies: list[tuple[AsyncConnection, asyncio.Future[bool]]] = []
         for conn in list(self.active_connections):
             reply: asyncio.Future[bool] = loop.create_future()
             try:
                 conn.send(encode_packet(_REQ, constants.OPTION_REQ, option))
             except DisconnectError:
                 continue
-            conn.pending.append((_OPTION, reply, option))
-            replies.append(reply)
+            requests_of(conn).sent((tracker.OPTION, reply, option))
+            replies.append((conn, reply))
         if not replies:
             return True
-        done, _ = await asyncio.wait(replies, timeout=timeout)
-        if len(done) != len(replies):
-            for reply in replies:
-                reply.cancel()
-            raise TimeoutError("No reply to OPTION_REQ %r in %s seconds" % (option, timeout))
-        return all(not f.cancelled() and f.exception() is None and f.result() for f in done)
+        await asyncio.wait([reply for _, reply in replies], timeout=timeout)
+        refused = False
+        for conn, reply in replies:
+            if not reply.done():
+                self.log.warning("No reply to OPTION_REQ %r from %s", option, conn)
+                reply.cancel()  # its entry keeps its place; a late OPTION_RES is dropped
+            elif reply.exception() is None and reply.result() is False:
+                refused = True
+        return not refused
 
     # -- connection steps -------------------------------------------------
 
@@ -663,180 +432,7 @@ class AsyncClient(AsyncBase, Generic[_R]):
             conn.send(encode_packet(_REQ, constants.SET_CLIENT_ID, self.client_id))
         for option in self.options:
             conn.send(encode_packet(_REQ, constants.OPTION_REQ, option))
-            conn.pending.append((_OPTION, None, option))
+            requests_of(conn).sent((tracker.OPTION, None, option))
 
-    def _on_connection_lost(self, conn: AsyncConnection) -> None:
-        error = DisconnectError("Lost the connection to %s:%s" % (conn.host, conn.port))
-        pending = list(conn.pending)
-        conn.pending.clear()
-        for _, future, _ in pending:
-            if future is not None and not future.done():
-                future.set_exception(error)
-        waiters = [w for ws in conn.status_waiters.values() for w in ws]
-        conn.status_waiters.clear()
-        for future, _ in waiters:
-            if not future.done():
-                future.set_exception(error)
-        echoes = list(conn.echo_waiters.values())
-        conn.echo_waiters.clear()
-        for echo in echoes:
-            echo.cancel()
-        jobs = list(conn.related_jobs.values())
-        conn.related_jobs.clear()
-        for job in jobs:
-            job._finish(lost=True)
-
-    # -- packets ----------------------------------------------------------
-
-    def _handle_frame(self, conn: AsyncConnection, frame: Frame) -> None:
-        handler = _HANDLERS.get(frame.ptype)
-        if handler is None:
-            self.log.debug("Ignoring %s from %s", constants.types.get(frame.ptype), conn)
-            return
-        handler(self, conn, frame.data)
-
-    def _pop(self, conn: AsyncConnection, kind: int) -> Any:
-        pending = conn.pending
-        if pending and pending[0][0] == kind:
-            return pending.popleft()
-        for index, entry in enumerate(pending):
-            if entry[0] == kind:
-                del pending[index]
-                return entry
-        return None
-
-    def _job_created(self, conn: AsyncConnection, data: bytes) -> None:
-        entry = self._pop(conn, _SUBMIT)
-        if entry is None:
-            self.log.error("JOB_CREATED from %s with no submit pending; dropping it", conn)
-            conn.abort()
-            return
-        _, created, job = entry
-        if created.done():
-            return
-        job.handle = data
-        job._conn = conn
-        if not job.background:
-            job._end = conn.loop.create_future()
-            conn.related_jobs[data] = job
-        created.set_result(True)
-        hooks = job._hooks
-        if hooks is not None:
-            call_hook(self.log, hooks.on_submit, job)
-            if job.background:
-                job._hooks = None
-
-    def _error(self, conn: AsyncConnection, data: bytes) -> None:
-        code, _, text = data.partition(b"\x00")
-        self.log.error(
-            "Received ERROR from %s: %s: %s",
-            conn,
-            code.decode("utf8", "replace"),
-            text.decode("utf8", "replace"),
-        )
-        if not conn.pending:
-            self.log.error("ERROR with no request pending on %s; dropping it", conn)
-            conn.abort()
-            return
-        _, future, _ = conn.pending.popleft()
-        if future is not None and not future.done():
-            future.set_result(False)
-
-    def _option_res(self, conn: AsyncConnection, data: bytes) -> None:
-        entry = self._pop(conn, _OPTION)
-        if entry is None:
-            self.log.warning("OPTION_RES %r from %s with no request pending", data, conn)
-            return
-        _, future, option = entry
-        if future is not None and not future.done():
-            future.set_result(option == data)
-
-    def _work(self, conn: AsyncConnection, data: bytes) -> tuple[AsyncJob | None, bytes]:
-        handle, rest = protocol.split_handle(data)
-        return conn.related_jobs.get(handle), rest
-
-    def _work_data(self, conn: AsyncConnection, data: bytes) -> None:
-        job, rest = self._work(conn, data)
-        if job is not None:
-            if job.keep_updates:
-                protocol.apply_work_data(job, rest)
-            job._push(WorkUpdate("data", rest))
-
-    def _work_warning(self, conn: AsyncConnection, data: bytes) -> None:
-        job, rest = self._work(conn, data)
-        if job is not None:
-            if job.keep_updates:
-                protocol.apply_work_warning(job, rest)
-            job.warning = True
-            job._push(WorkUpdate("warning", rest))
-
-    def _work_status(self, conn: AsyncConnection, data: bytes) -> None:
-        handle, numerator, denominator = split_arguments(constants.WORK_STATUS, data)
-        job = conn.related_jobs.get(handle)
-        if job is not None:
-            protocol.apply_work_status(job, numerator, denominator)
-            job._push(WorkUpdate("status", b"", _count(numerator), _count(denominator)))
-
-    def _echo_res(self, conn: AsyncConnection, data: bytes) -> None:
-        waiter = conn.echo_waiters.pop(data, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _work_complete(self, conn: AsyncConnection, data: bytes) -> None:
-        handle, rest = protocol.split_handle(data)
-        job = conn.related_jobs.pop(handle, None)
-        if job is not None:
-            protocol.apply_work_complete(job, rest)
-            job.result_data = rest
-            job._finish()
-
-    def _work_fail(self, conn: AsyncConnection, data: bytes) -> None:
-        # The C gearmand turns WORK_EXCEPTION into "handle\0" for clients
-        # without the exceptions option, so the handle ends at the first NUL.
-        job = conn.related_jobs.pop(protocol.split_handle(data)[0], None)
-        if job is not None:
-            protocol.apply_work_fail(job)
-            job._finish()
-
-    def _work_exception(self, conn: AsyncConnection, data: bytes) -> None:
-        handle, rest = protocol.split_handle(data)
-        job = conn.related_jobs.pop(handle, None)
-        if job is not None:
-            protocol.apply_work_exception(job, rest)
-            job._finish()
-
-    def _status_res(self, conn: AsyncConnection, data: bytes) -> None:
-        key, *fields = split_arguments(constants.STATUS_RES, data)
-        self._answer_status(conn, (constants.STATUS_RES, key), fields)
-
-    def _status_res_unique(self, conn: AsyncConnection, data: bytes) -> None:
-        key, *fields = split_arguments(constants.STATUS_RES_UNIQUE, data)
-        self._answer_status(conn, (constants.STATUS_RES_UNIQUE, key), fields[:4])
-
-    def _answer_status(
-        self, conn: AsyncConnection, key: tuple[int, bytes], fields: list[bytes]
-    ) -> None:
-        for future, job in conn.status_waiters.pop(key, []):
-            protocol.apply_status(job, *fields)
-            if not future.done():
-                future.set_result(None)
-
-
-_HANDLERS: dict[int, Any] = {
-    constants.JOB_CREATED: AsyncClient._job_created,
-    constants.ERROR: AsyncClient._error,
-    constants.OPTION_RES: AsyncClient._option_res,
-    constants.WORK_DATA: AsyncClient._work_data,
-    constants.WORK_WARNING: AsyncClient._work_warning,
-    constants.WORK_STATUS: AsyncClient._work_status,
-    constants.WORK_COMPLETE: AsyncClient._work_complete,
-    constants.WORK_FAIL: AsyncClient._work_fail,
-    constants.WORK_EXCEPTION: AsyncClient._work_exception,
-    constants.STATUS_RES: AsyncClient._status_res,
-    constants.STATUS_RES_UNIQUE: AsyncClient._status_res_unique,
-    constants.ECHO_RES: AsyncClient._echo_res,
-}
 
 AsyncClient.__module__ = "gear"
-AsyncJob.__module__ = "gear.client"
-WorkUpdate.__module__ = "gear.client"

@@ -10,7 +10,7 @@ from typing import TypeVar, cast
 from gear import constants
 from gear.admin import AdminRequest
 from gear.base import BaseClient
-from gear.client import protocol
+from gear.client import protocol, tracker
 from gear.client.job import Job
 from gear.connection import Connection
 from gear.errors import (
@@ -26,7 +26,6 @@ from gear.util import convert_to_bytes
 
 __all__ = ["Client"]
 
-_T = TypeVar("_T", bound=Task)
 JobT = TypeVar("JobT", bound=Job)
 """The job type :meth:`Client.getStatus` takes and returns: a :class:`gear.Job`
 or any subclass of it."""
@@ -44,7 +43,7 @@ class _SubmitTask(SubmitJobTask):
 
     def __init__(self, job: Job) -> None:
         super().__init__(job)
-        self.error: str | None = None
+        self.error: tracker.ServerError | None = None
 
 
 class _StatusTask(Task):
@@ -55,18 +54,16 @@ class _StatusTask(Task):
         self.answered = False
 
 
-def _pop_task(conn: Connection, kind: type[_T]) -> _T | None:
-    """Remove and return the oldest pending task of ``kind``.
+def _kind(task: Task) -> object:
+    if isinstance(task, SubmitJobTask):
+        return tracker.SUBMIT
+    if isinstance(task, OptionReqTask):
+        return tracker.OPTION
+    return type(task)
 
-    Matching by kind rather than strictly the head keeps a stale option
-    request (one a server never answered) from breaking later submits.
-    """
-    tasks = conn.pending_tasks
-    for index, task in enumerate(tasks):
-        if isinstance(task, kind):
-            del tasks[index]
-            return task
-    return None
+
+def _tracker(conn: Connection) -> tracker.RequestTracker[Task]:
+    return tracker.RequestTracker(conn.pending_tasks, _kind)
 
 
 class Client(BaseClient):
@@ -163,16 +160,11 @@ class Client(BaseClient):
         packet = Packet(constants.REQ, ptype, protocol.submit_payload(job))
         if isinstance(job, Job):  # gear 0.16 code may pass any job-like object
             job._reset_wait(bool(background))
-        attempted: set[Connection] = set()
-        last_error = ""
+        failover: tracker.SubmitFailover[Connection] = tracker.SubmitFailover()
         while True:
-            with self.connections_condition:
-                if set(self.active_connections) <= attempted:
-                    break
-            conn = self.getConnection()
-            if conn in attempted:
-                continue
-            attempted.add(conn)
+            conn = failover.next(self._activeSnapshot, self.getConnection)
+            if conn is None:
+                break
             task = _SubmitTask(job)
             job.handle = None
             try:
@@ -188,18 +180,15 @@ class Client(BaseClient):
                 self._lostConnection(conn)
                 continue
             if job.handle is None:
-                if task.error is not None:
-                    last_error = " (last error, from %s:%s: %s)" % (
-                        conn.host,
-                        conn.port,
-                        task.error,
-                    )
+                failover.refused("%s:%s" % (conn.host, conn.port), task.error)
                 continue
             job.connection = conn
             return
-        if not attempted:
-            last_error = ": no server is connected (%s)" % (self._connectSummary(),)
-        raise GearmanError("Unable to submit job to any connected servers%s" % (last_error,))
+        raise GearmanError(failover.message(self._connectSummary))
+
+    def _activeSnapshot(self) -> list[Connection]:
+        with self.connections_condition:
+            return list(self.active_connections)
 
     def setOption(self, name: str | bytes, timeout: float | None = 30) -> bool:
         """Ask every connected server to enable option ``name``.
@@ -272,8 +261,8 @@ class Client(BaseClient):
     def handleJobCreated(self, packet: Packet) -> Job:
         conn = packet.connection
         assert conn is not None
-        task = _pop_task(conn, SubmitJobTask)
-        if task is None:
+        task = _tracker(conn).answer(tracker.SUBMIT)
+        if not isinstance(task, SubmitJobTask):
             self.log.error("JOB_CREATED from %s with no submit pending", conn)
             self._lostConnection(conn)
             raise GearmanError("Received JOB_CREATED from %s with no submit pending" % (conn,))
@@ -361,7 +350,7 @@ class Client(BaseClient):
         assert conn is not None
         option = bytes(packet.data)
         conn.handleOptionRes(option)
-        task = _pop_task(conn, OptionReqTask)
+        task = _tracker(conn).answer(tracker.OPTION)
         if task is None:
             self.log.warning("OPTION_RES %r from %s with no request pending", option, conn)
             return packet
@@ -371,17 +360,26 @@ class Client(BaseClient):
         return packet
 
     def handleError(self, packet: Packet) -> Packet:
+        """Complete the oldest pending request with the error, as gear 0.16 does.
+
+        A refused submit keeps the error for :meth:`submitJob`'s message; a
+        refused option makes :meth:`setOption` return False.
+        """
         conn = packet.connection
-        if conn is not None and conn.pending_tasks:
-            head = conn.pending_tasks[0]
-            if isinstance(head, _OptionTask):
-                head.accepted = False
-            elif isinstance(head, _SubmitTask):
-                head.error = "%s %s" % (
-                    packet.getArgument(0).decode("utf8", "replace"),
-                    packet.getArgument(1, True).rstrip(b"\x00").decode("utf8", "replace"),
-                )
-        return super().handleError(packet)
+        assert conn is not None
+        error = tracker.parse_error(packet.data)
+        self.log.error("Received ERROR packet: %s: %s", error.code, error.text)
+        task = _tracker(conn).error()
+        if task is None:
+            self.log.error("ERROR with no request pending on %s; dropping it", conn)
+            self._lostConnection(conn)
+            return packet
+        if isinstance(task, _OptionTask):
+            task.accepted = False
+        elif isinstance(task, _SubmitTask):
+            task.error = error
+        task.setComplete()
+        return packet
 
 
 def _job(packet: Packet) -> Job:
