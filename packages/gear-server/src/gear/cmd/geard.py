@@ -28,7 +28,9 @@ from typing import Any
 
 from gear.cmd import _checks
 from gear.errors import ConfigurationError
+from gear.server._build import BUILD
 from gear.server._version import __version__
+from gear.server.runtime import EVENT_LOOPS, check_event_loop
 from gear.tls import check_tls_files
 
 __all__ = ["Server", "main"]
@@ -192,6 +194,12 @@ class Server:
             ("--max-client-id", int, "longest client id in bytes (default: 128)"),
         ):
             parser.add_argument(flag, type=kind, default=None, help=text)
+        parser.add_argument(
+            "--loop",
+            choices=EVENT_LOOPS,
+            default="auto",
+            help="event loop: auto (uvloop when installed, the default), asyncio or uvloop",
+        )
         parser.add_argument("--version", dest="version", action="store_true", help="show version")
         self.args = parser.parse_args(argv)
         return self.args
@@ -216,6 +224,10 @@ class Server:
             self._acl = _checks.load_acl(args.acl, tls)
         if args.queue_file:
             _checks.check_queue_file(args.queue_file)
+        try:
+            check_event_loop(args.loop)
+        except ImportError as e:
+            raise ConfigurationError("--loop uvloop: %s" % e) from None
 
     def setup_logging(self) -> None:
         """Configure logging: a fileConfig file, else INFO to stderr (or the log file)."""
@@ -282,6 +294,7 @@ class Server:
                 tcp_keepidle=self.args.tcp_keepidle,
                 tcp_keepintvl=self.args.tcp_keepintvl,
                 tcp_keepcnt=self.args.tcp_keepcnt,
+                event_loop=self.args.loop,
                 **self._server_options(),
             )
         except QueueStoreError as e:
@@ -409,7 +422,7 @@ class Server:
     def main(self) -> int:
         """Check, then serve in the foreground (``-d``) or as a daemon; return the status."""
         if self.args.version:
-            print("Gear version: %s" % __version__)
+            print("Gear version: %s (%s build)" % (__version__, BUILD))
             return 0
         try:
             self.check()

@@ -20,6 +20,7 @@ from gear.codec import split_arguments
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
+from gear.server._compiled import python_class
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
 from gear.server.engine import Engine
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
@@ -97,6 +98,15 @@ def _bounded_int(raw: bytes, what: str, high: int) -> int:
     return int(text)
 
 
+def _packet_caller(method: Callable[[Packet], object], ptype: int) -> _Handler:
+    # A module-level closure: mypyc cannot compile one inside a method of a python_class.
+    def call(conn: Session, data: bytes) -> None:
+        method(Packet(_REQ, ptype, data, cast(Any, conn)))
+
+    return call
+
+
+@python_class
 class Handlers(Engine):
     """Peers' events (connect, bytes, disconnect) and one method per packet type."""
 
@@ -159,12 +169,7 @@ class Handlers(Engine):
 
     def _packet_hook(self, ptype: int, hook: str) -> _Handler:
         """Route a packet type to a subclass's gear-0.16-style ``handleX(packet)``."""
-        method = getattr(self, hook)
-
-        def call(conn: Session, data: bytes) -> None:
-            method(Packet(_REQ, ptype, data, cast(Any, conn)))
-
-        return call
+        return _packet_caller(getattr(self, hook), ptype)
 
     def _frame(self, conn: Session, magic: bytes, ptype: int, payload: bytes) -> None:
         if conn.closed:
