@@ -335,7 +335,7 @@ class Server:
             return 1
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        log.info("geard %s running (pid %d)", __version__, os.getpid())
+        log.info("geard %s running (pid %d, %s build)", __version__, os.getpid(), BUILD)
         self._report(None)
         while not self.server.wait(1.0):
             pass
@@ -422,7 +422,7 @@ class Server:
     def main(self) -> int:
         """Check, then serve in the foreground (``-d``) or as a daemon; return the status."""
         if self.args.version:
-            print("Gear version: %s (%s build)" % (__version__, BUILD))
+            print("Gear version: %s" % __version__)
             return 0
         try:
             self.check()

@@ -20,7 +20,7 @@ from gear.codec import split_arguments
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
-from gear.server._compiled import python_class
+from gear.server._compiled import mypyc_attr
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
 from gear.server.engine import Engine
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
@@ -106,7 +106,7 @@ def _packet_caller(method: Callable[[Packet], object], ptype: int) -> _Handler:
     return call
 
 
-@python_class
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Handlers(Engine):
     """Peers' events (connect, bytes, disconnect) and one method per packet type."""
 

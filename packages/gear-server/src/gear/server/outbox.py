@@ -17,7 +17,7 @@ from typing import cast
 
 from gear import constants as C
 from gear.admin import ServerAdminRequest
-from gear.server._compiled import python_class
+from gear.server._compiled import mypyc_attr
 from gear.server.model import Session, Timers
 from gear.server.stats import Stats
 from gear.server.store import QueueStore
@@ -67,7 +67,7 @@ def _commit_callback(
     return done
 
 
-@python_class
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Outbox(Stats):
     """Per-connection output batching and the durable commit gate."""
 
