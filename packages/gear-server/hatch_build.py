@@ -29,7 +29,9 @@ from setuptools import setup
 out, temp, *paths = sys.argv[1:]
 setup(
     name="gear-mypyc",
-    ext_modules=mypycify(["--explicit-package-bases", *paths], opt_level="3"),
+    ext_modules=mypycify(
+        ["--explicit-package-bases", "--ignore-missing-imports", *paths], opt_level="3"
+    ),
     script_args=["build_ext", "--build-lib", out, "--build-temp", temp],
 )
 """
@@ -80,7 +82,9 @@ class MypycBuildHook(BuildHookInterface):
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines()
             raise RuntimeError("mypyc failed: %s" % (lines[-1] if lines else result.returncode))
-        built = {str(p): str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".so", ".pyd")}
+        built = {
+            str(p): str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".so", ".pyd")
+        }
         if not built:
             raise RuntimeError("mypyc built no extension")
         return built

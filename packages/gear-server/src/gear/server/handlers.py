@@ -23,6 +23,7 @@ from gear.server import schedule
 from gear.server._compiled import mypyc_attr
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
 from gear.server.engine import Engine
+from gear.server.hooks import packet_hook
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
 from gear.server.outbox import NO_JOB, NOOP, packet
 
@@ -76,16 +77,6 @@ _SUBMIT_MODES: dict[int, tuple[int, bool]] = {
 }
 
 _Handler = Callable[[Session, bytes], None]
-
-
-def _hook(ptype: int) -> Callable[[Handlers, Packet], None]:
-    def method(self: Handlers, packet: Packet) -> None:
-        self._internal_handler(ptype)(cast(Session, packet.connection), bytes(packet.data))
-
-    method.__doc__ = (
-        "Handle one %s packet (override point; call the base to keep it)." % (C.types[ptype])
-    )
-    return method
 
 
 def _bounded_int(raw: bytes, what: str, high: int) -> int:
@@ -416,34 +407,34 @@ class Handlers(Engine):
     # ------------------------------------------------------------------
     # gear 0.16 override points and helpers
 
-    handleSubmitJob = _hook(C.SUBMIT_JOB)
-    handleSubmitJobBg = _hook(C.SUBMIT_JOB_BG)
-    handleSubmitJobHigh = _hook(C.SUBMIT_JOB_HIGH)
-    handleSubmitJobHighBg = _hook(C.SUBMIT_JOB_HIGH_BG)
-    handleSubmitJobLow = _hook(C.SUBMIT_JOB_LOW)
-    handleSubmitJobLowBg = _hook(C.SUBMIT_JOB_LOW_BG)
-    handleSubmitJobSched = _hook(C.SUBMIT_JOB_SCHED)
-    handleSubmitJobEpoch = _hook(C.SUBMIT_JOB_EPOCH)
-    handleGrabJob = _hook(C.GRAB_JOB)
-    handleGrabJobUniq = _hook(C.GRAB_JOB_UNIQ)
-    handleGrabJobAll = _hook(C.GRAB_JOB_ALL)
-    handlePreSleep = _hook(C.PRE_SLEEP)
-    handleCanDo = _hook(C.CAN_DO)
-    handleCanDoTimeout = _hook(C.CAN_DO_TIMEOUT)
-    handleCantDo = _hook(C.CANT_DO)
-    handleResetAbilities = _hook(C.RESET_ABILITIES)
-    handleSetClientID = _hook(C.SET_CLIENT_ID)
-    handleWorkData = _hook(C.WORK_DATA)
-    handleWorkWarning = _hook(C.WORK_WARNING)
-    handleWorkStatus = _hook(C.WORK_STATUS)
-    handleWorkComplete = _hook(C.WORK_COMPLETE)
-    handleWorkFail = _hook(C.WORK_FAIL)
-    handleWorkException = _hook(C.WORK_EXCEPTION)
-    handleGetStatus = _hook(C.GET_STATUS)
-    handleGetStatusUnique = _hook(C.GET_STATUS_UNIQUE)
-    handleEchoReq = _hook(C.ECHO_REQ)
-    handleOptionReq = _hook(C.OPTION_REQ)
-    handleAllYours = _hook(C.ALL_YOURS)
+    handleSubmitJob = packet_hook(C.SUBMIT_JOB)
+    handleSubmitJobBg = packet_hook(C.SUBMIT_JOB_BG)
+    handleSubmitJobHigh = packet_hook(C.SUBMIT_JOB_HIGH)
+    handleSubmitJobHighBg = packet_hook(C.SUBMIT_JOB_HIGH_BG)
+    handleSubmitJobLow = packet_hook(C.SUBMIT_JOB_LOW)
+    handleSubmitJobLowBg = packet_hook(C.SUBMIT_JOB_LOW_BG)
+    handleSubmitJobSched = packet_hook(C.SUBMIT_JOB_SCHED)
+    handleSubmitJobEpoch = packet_hook(C.SUBMIT_JOB_EPOCH)
+    handleGrabJob = packet_hook(C.GRAB_JOB)
+    handleGrabJobUniq = packet_hook(C.GRAB_JOB_UNIQ)
+    handleGrabJobAll = packet_hook(C.GRAB_JOB_ALL)
+    handlePreSleep = packet_hook(C.PRE_SLEEP)
+    handleCanDo = packet_hook(C.CAN_DO)
+    handleCanDoTimeout = packet_hook(C.CAN_DO_TIMEOUT)
+    handleCantDo = packet_hook(C.CANT_DO)
+    handleResetAbilities = packet_hook(C.RESET_ABILITIES)
+    handleSetClientID = packet_hook(C.SET_CLIENT_ID)
+    handleWorkData = packet_hook(C.WORK_DATA)
+    handleWorkWarning = packet_hook(C.WORK_WARNING)
+    handleWorkStatus = packet_hook(C.WORK_STATUS)
+    handleWorkComplete = packet_hook(C.WORK_COMPLETE)
+    handleWorkFail = packet_hook(C.WORK_FAIL)
+    handleWorkException = packet_hook(C.WORK_EXCEPTION)
+    handleGetStatus = packet_hook(C.GET_STATUS)
+    handleGetStatusUnique = packet_hook(C.GET_STATUS_UNIQUE)
+    handleEchoReq = packet_hook(C.ECHO_REQ)
+    handleOptionReq = packet_hook(C.OPTION_REQ)
+    handleAllYours = packet_hook(C.ALL_YOURS)
 
     def sendJobAssignUniq(self, connection: Session, job: ServerJob) -> None:
         payload = b"\x00".join((job.handle, job._name, job._unique or b"", bytes(job._arguments)))
