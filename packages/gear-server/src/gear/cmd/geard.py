@@ -23,6 +23,7 @@ import logging.config
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -388,7 +389,7 @@ class Server:
             os._exit(0)
         os.chdir("/")
         os.umask(0o022)
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _relock(fd)
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
         self._pidfile_fd = fd
@@ -440,6 +441,25 @@ class Server:
             return self.serve()
         finally:
             self._remove_pidfile()
+
+
+def _relock(fd: int) -> None:
+    """Take the pidfile lock in the daemon; the first process may not have let go yet.
+
+    POSIX locks are not inherited across fork: the first process holds the
+    lock until it closes its copy of ``fd`` just after forking, so a few
+    tries bounded to 5 s cover that window (another geard taking the file
+    meanwhile still gets refused).
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _complain(problem: str) -> None:

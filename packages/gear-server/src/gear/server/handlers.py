@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from gear import constants as C
 from gear.codec import split_arguments
@@ -77,6 +77,8 @@ _SUBMIT_MODES: dict[int, tuple[int, bool]] = {
 }
 
 _Handler = Callable[[Session, bytes], None]
+#: A default ``handleX``: a plain function from :mod:`gear.server.hooks`, bound as a method.
+_Hook = Callable[[Any, Packet], None]
 
 
 def _bounded_int(raw: bytes, what: str, high: int) -> int:
@@ -407,34 +409,34 @@ class Handlers(Engine):
     # ------------------------------------------------------------------
     # gear 0.16 override points and helpers
 
-    handleSubmitJob = packet_hook(C.SUBMIT_JOB)
-    handleSubmitJobBg = packet_hook(C.SUBMIT_JOB_BG)
-    handleSubmitJobHigh = packet_hook(C.SUBMIT_JOB_HIGH)
-    handleSubmitJobHighBg = packet_hook(C.SUBMIT_JOB_HIGH_BG)
-    handleSubmitJobLow = packet_hook(C.SUBMIT_JOB_LOW)
-    handleSubmitJobLowBg = packet_hook(C.SUBMIT_JOB_LOW_BG)
-    handleSubmitJobSched = packet_hook(C.SUBMIT_JOB_SCHED)
-    handleSubmitJobEpoch = packet_hook(C.SUBMIT_JOB_EPOCH)
-    handleGrabJob = packet_hook(C.GRAB_JOB)
-    handleGrabJobUniq = packet_hook(C.GRAB_JOB_UNIQ)
-    handleGrabJobAll = packet_hook(C.GRAB_JOB_ALL)
-    handlePreSleep = packet_hook(C.PRE_SLEEP)
-    handleCanDo = packet_hook(C.CAN_DO)
-    handleCanDoTimeout = packet_hook(C.CAN_DO_TIMEOUT)
-    handleCantDo = packet_hook(C.CANT_DO)
-    handleResetAbilities = packet_hook(C.RESET_ABILITIES)
-    handleSetClientID = packet_hook(C.SET_CLIENT_ID)
-    handleWorkData = packet_hook(C.WORK_DATA)
-    handleWorkWarning = packet_hook(C.WORK_WARNING)
-    handleWorkStatus = packet_hook(C.WORK_STATUS)
-    handleWorkComplete = packet_hook(C.WORK_COMPLETE)
-    handleWorkFail = packet_hook(C.WORK_FAIL)
-    handleWorkException = packet_hook(C.WORK_EXCEPTION)
-    handleGetStatus = packet_hook(C.GET_STATUS)
-    handleGetStatusUnique = packet_hook(C.GET_STATUS_UNIQUE)
-    handleEchoReq = packet_hook(C.ECHO_REQ)
-    handleOptionReq = packet_hook(C.OPTION_REQ)
-    handleAllYours = packet_hook(C.ALL_YOURS)
+    handleSubmitJob: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB)
+    handleSubmitJobBg: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_BG)
+    handleSubmitJobHigh: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_HIGH)
+    handleSubmitJobHighBg: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_HIGH_BG)
+    handleSubmitJobLow: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_LOW)
+    handleSubmitJobLowBg: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_LOW_BG)
+    handleSubmitJobSched: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_SCHED)
+    handleSubmitJobEpoch: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_EPOCH)
+    handleGrabJob: ClassVar[_Hook] = packet_hook(C.GRAB_JOB)
+    handleGrabJobUniq: ClassVar[_Hook] = packet_hook(C.GRAB_JOB_UNIQ)
+    handleGrabJobAll: ClassVar[_Hook] = packet_hook(C.GRAB_JOB_ALL)
+    handlePreSleep: ClassVar[_Hook] = packet_hook(C.PRE_SLEEP)
+    handleCanDo: ClassVar[_Hook] = packet_hook(C.CAN_DO)
+    handleCanDoTimeout: ClassVar[_Hook] = packet_hook(C.CAN_DO_TIMEOUT)
+    handleCantDo: ClassVar[_Hook] = packet_hook(C.CANT_DO)
+    handleResetAbilities: ClassVar[_Hook] = packet_hook(C.RESET_ABILITIES)
+    handleSetClientID: ClassVar[_Hook] = packet_hook(C.SET_CLIENT_ID)
+    handleWorkData: ClassVar[_Hook] = packet_hook(C.WORK_DATA)
+    handleWorkWarning: ClassVar[_Hook] = packet_hook(C.WORK_WARNING)
+    handleWorkStatus: ClassVar[_Hook] = packet_hook(C.WORK_STATUS)
+    handleWorkComplete: ClassVar[_Hook] = packet_hook(C.WORK_COMPLETE)
+    handleWorkFail: ClassVar[_Hook] = packet_hook(C.WORK_FAIL)
+    handleWorkException: ClassVar[_Hook] = packet_hook(C.WORK_EXCEPTION)
+    handleGetStatus: ClassVar[_Hook] = packet_hook(C.GET_STATUS)
+    handleGetStatusUnique: ClassVar[_Hook] = packet_hook(C.GET_STATUS_UNIQUE)
+    handleEchoReq: ClassVar[_Hook] = packet_hook(C.ECHO_REQ)
+    handleOptionReq: ClassVar[_Hook] = packet_hook(C.OPTION_REQ)
+    handleAllYours: ClassVar[_Hook] = packet_hook(C.ALL_YOURS)
 
     def sendJobAssignUniq(self, connection: Session, job: ServerJob) -> None:
         payload = b"\x00".join((job.handle, job._name, job._unique or b"", bytes(job._arguments)))
