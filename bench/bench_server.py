@@ -2,7 +2,14 @@
 
 Run on demand (never by the test suite)::
 
-    hatch run python bench/bench_server.py [--duration 5] [--servers geard,gearmand,gear016]
+    hatch run python bench/bench_server.py [--duration 5] [--servers geard-compiled,...]
+
+The default servers are ``geard-compiled`` (this checkout's wheels built
+with mypyc, ``GEAR_MYPYC=1``, installed with their dependencies into
+``/tmp/geard-compiled-bench-venv``: what ``pip install gear-server`` gives,
+so it runs on uvloop), ``geard-pure`` (this environment's pure-Python
+sources on the stock asyncio loop, as geard ran before the compiled build)
+and ``gearmand``.
 
 Each server is started in turn on 127.0.0.1 and driven by the same raw-socket
 asyncio load generator (gear-core's codec, pipelined writes). gear 0.16.0 is
@@ -21,7 +28,10 @@ Scenarios: foreground jobs/s (many clients and workers, jobs in flight);
 serial round-trip latency (one job in flight); background enqueue jobs/s
 with no workers; background drain jobs/s at two queue lengths; RSS bytes per
 queued 100-byte background job (100k jobs); foreground jobs/s with 5,000
-idle connections open. Server CPU-seconds are read from /proc, because on a
+idle connections open; and the sleeping-worker shape: 16 workers that
+GRAB_JOB_UNIQ, PRE_SLEEP on NO_JOB and wait for NOOP, 4 clients with 32
+foreground jobs each in flight, and background submits (32 in flight per
+client) drained by those workers. Server CPU-seconds are read from /proc, because on a
 2-core machine the load generator competes with the server for CPU.
 """
 
