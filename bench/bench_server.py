@@ -2,7 +2,14 @@
 
 Run on demand (never by the test suite)::
 
-    hatch run python bench/bench_server.py [--duration 5] [--servers geard,gearmand,gear016]
+    hatch run python bench/bench_server.py [--duration 5] [--servers geard-compiled,...]
+
+The default servers are ``geard-compiled`` (this checkout's wheels built
+with mypyc, ``GEAR_MYPYC=1``, installed with their dependencies into
+``/tmp/geard-compiled-bench-venv``: what ``pip install gear-server`` gives,
+so it runs on uvloop), ``geard-pure`` (this environment's pure-Python
+sources on the stock asyncio loop, as geard ran before the compiled build)
+and ``gearmand``.
 
 Each server is started in turn on 127.0.0.1 and driven by the same raw-socket
 asyncio load generator (gear-core's codec, pipelined writes). gear 0.16.0 is
@@ -21,7 +28,10 @@ Scenarios: foreground jobs/s (many clients and workers, jobs in flight);
 serial round-trip latency (one job in flight); background enqueue jobs/s
 with no workers; background drain jobs/s at two queue lengths; RSS bytes per
 queued 100-byte background job (100k jobs); foreground jobs/s with 5,000
-idle connections open. Server CPU-seconds are read from /proc, because on a
+idle connections open; and the sleeping-worker shape: 16 workers that
+GRAB_JOB_UNIQ, PRE_SLEEP on NO_JOB and wait for NOOP, 4 clients with 32
+foreground jobs each in flight, and background submits (32 in flight per
+client) drained by those workers. Server CPU-seconds are read from /proc, because on a
 2-core machine the load generator competes with the server for CPU.
 """
 
@@ -50,6 +60,7 @@ from gear import constants as C
 from gear.codec import Decoder, Frame, encode_packet
 
 UVLOOP_VENV = Path("/tmp/geard-uvloop-bench-venv")
+COMPILED_VENV = Path("/tmp/geard-compiled-bench-venv")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 GRAB = encode_packet(C.REQ, C.GRAB_JOB_UNIQ)
@@ -76,6 +87,28 @@ def ensure_uvloop_geard() -> Path:
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", *packages],
         check=True,
     )
+    return python
+
+
+@cache
+def ensure_compiled_geard() -> Path:
+    """A venv with this checkout's compiled wheels (mypyc) and their dependencies (uvloop)."""
+    python = COMPILED_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(COMPILED_VENV)], check=True)
+    with tempfile.TemporaryDirectory() as wheels:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+             "-w", wheels, *(str(REPO / "packages" / n) for n in ("gear-core", "gear-acl",
+                                                                  "gear-server"))],
+            check=True,
+            env={**os.environ, "GEAR_MYPYC": "1"},
+        )  # fmt: skip
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--force-reinstall", "--find-links",
+             wheels, "gear-core", "gear-acl", "gear-server"],
+            check=True,
+        )  # fmt: skip
     return python
 
 
@@ -151,6 +184,18 @@ def make_servers(names: list[str], tmp: Path, baseline: Path | None = None) -> l
                     "geard",
                     lambda p: [sys.executable, "-m", "gear.cmd.geard", "-d", "-p", str(p),
                                "--listen-address", HOST, "--log-config", str(quiet)],
+                )
+            )  # fmt: skip
+        elif name in ("geard-compiled", "geard-pure"):
+            compiled = name == "geard-compiled"
+            python = str(ensure_compiled_geard()) if compiled else sys.executable
+            loop = [] if compiled else ["--loop", "asyncio"]
+            servers.append(
+                ServerProcess(
+                    "geard compiled+uvloop" if compiled else "geard pure+asyncio",
+                    lambda p, py=python, loop=loop: [
+                        py, "-m", "gear.cmd.geard", "-d", "-p", str(p), "--listen-address", HOST,
+                        "--log-config", str(quiet), *loop],
                 )
             )  # fmt: skip
         elif name == "geard-base":
@@ -297,6 +342,35 @@ async def foreground(port: int, seconds: float, clients: int = 16, workers: int 
     start_count, started = counter.done, time.monotonic()
     await asyncio.sleep(seconds)
     rate = (counter.done - start_count) / (time.monotonic() - started)
+    stop = True
+    for peer in peers + pool:
+        peer.close()
+    return rate
+
+
+async def sleepers_background(port: int, seconds: float, clients: int = 4, workers: int = 16,
+                             inflight: int = 32) -> float:  # fmt: skip
+    """Background submits, ``inflight`` per client, while ``workers`` sleep and wake to drain."""
+    function = b"sbg"
+    pool = await start_workers(port, workers, function)
+    created = 0
+    stop = False
+    submit = pkt(C.SUBMIT_JOB_BG, function + b"\0\0" + b"x" * 100)
+
+    def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
+        nonlocal created
+        if ptype == C.JOB_CREATED:
+            created += 1
+            if not stop:
+                peer.write(submit)
+
+    peers = [await connect(port, on_frame) for _ in range(clients)]
+    for peer in peers:
+        peer.write(submit * inflight)
+    await asyncio.sleep(min(1.0, seconds / 5))
+    start_count, started = created, time.monotonic()
+    await asyncio.sleep(seconds)
+    rate = (created - start_count) / (time.monotonic() - started)
     stop = True
     for peer in peers + pool:
         peer.close()
@@ -464,6 +538,20 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
         r["fg jobs/s"] = await guard(foreground(server.port, args.duration), limit)
         cpu, wall = server.cpu() - cpu0, time.monotonic() - started
         r["fg jobs/server-CPU-s"] = per_cpu(r["fg jobs/s"], wall, cpu)
+        # The sleeping-worker shape: 16 workers that GRAB_JOB_UNIQ, PRE_SLEEP on
+        # NO_JOB and wait for NOOP; 4 clients with 32 jobs each in flight.
+        cpu0, started = server.cpu(), time.monotonic()
+        r["sleep fg jobs/s"] = await guard(
+            foreground(server.port, args.duration, clients=4, workers=16, inflight=32), limit
+        )
+        cpu, wall = server.cpu() - cpu0, time.monotonic() - started
+        r["sleep fg jobs/server-CPU-s"] = per_cpu(r["sleep fg jobs/s"], wall, cpu)
+        cpu0, started = server.cpu(), time.monotonic()
+        r["sleep bg submit jobs/s"] = await guard(
+            sleepers_background(server.port, args.duration), limit
+        )
+        cpu, wall = server.cpu() - cpu0, time.monotonic() - started
+        r["sleep bg submit jobs/server-CPU-s"] = per_cpu(r["sleep bg submit jobs/s"], wall, cpu)
         cpu0 = server.cpu()
         latency = await guard(serial_latency(server.port, args.latency_jobs), 300)
         p50, p99 = latency if isinstance(latency, tuple) else ("stalled", "stalled")
@@ -540,9 +628,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--servers",
-        default="geard,geard-uvloop,gearmand,gear016",
-        help="comma-separated: geard, geard-uvloop, gearmand, gear016, floor, floor-uvloop,"
-        " geard-base",
+        default="geard-compiled,geard-pure,gearmand",
+        help="comma-separated: geard-compiled (mypyc wheels, default loop: uvloop), geard-pure"
+        " (pure Python, --loop asyncio), geard (this environment, default loop), geard-uvloop,"
+        " gearmand, gear016, floor, floor-uvloop, geard-base",
     )
     parser.add_argument(
         "--baseline",
@@ -564,6 +653,7 @@ def main() -> None:
     names = args.servers.split(",")
     if args.baseline is not None and "geard-base" not in names:
         names.append("geard-base")
+    load_before = os.getloadavg()
     rounds: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         servers = make_servers(names, Path(tmp), args.baseline)
@@ -609,16 +699,19 @@ def main() -> None:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(out))
     print(
-        "\n%s, %d CPUs, python %s; geard: stock asyncio loop; "
-        "fg: 16 clients x 8 in flight, 16 workers, %.0fs; %d rounds: medians, and "
+        "\n%s, %d CPUs, python %s; fg: 16 clients x 8 in flight, 16 workers; sleep fg: "
+        "4 clients x 32 in flight, 16 sleeping workers; %.0fs each; %d rounds: medians, and "
         "ratios are medians of the ratios within each round "
-        "(ours / peer; for latency, bytes and CPU-s lower is better)"
+        "(ours / peer; for latency, bytes and CPU-s lower is better); "
+        "load average %.2f before, %.2f after"
         % (
             os.uname().sysname,
             os.cpu_count() or 0,
             sys.version.split()[0],
             args.duration,
             args.rounds,
+            load_before[0],
+            os.getloadavg()[0],
         )
     )
 

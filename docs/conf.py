@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gear
+# Document the sources, also when the compiled build is installed: autodoc
+# reads signatures from Python functions, not from mypyc's C methods.
+for _src in sorted((Path(__file__).resolve().parents[1] / "packages").glob("*/src"), reverse=True):
+    sys.path.insert(0, str(_src))
+
+import gear  # noqa: E402
 
 project = "gear"
 author = "The gear authors"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from gear._version import __version__ as gear_version
+
 ROOT = Path(__file__).resolve().parents[2]
+VERSION = gear_version
 DISTRIBUTIONS = ["gear-core", "gear-client", "gear-worker", "gear-server", "gear-acl"]
 
 
@@ -22,6 +26,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "--wheel-dir", str(out), *(str(ROOT / "packages" / d) for d in DISTRIBUTIONS)],
         check=True,
+        env={**os.environ, "GEAR_MYPYC": "0"},  # pure and quick; scripts/check builds compiled
     )  # fmt: skip
     found = {}
     for dist in DISTRIBUTIONS:
@@ -126,17 +131,17 @@ def test_everything_installed_gives_every_name(tmp_path: Path, wheels: dict[str,
     )
 
 
-def test_uvloop_extra_puts_the_server_on_uvloop(tmp_path: Path, wheels: dict[str, Path]) -> None:
-    """``gear-server[uvloop]`` installs uvloop (from PyPI) and the server then runs on it."""
-    python = _venv_with(tmp_path, wheels, DISTRIBUTIONS)
-    extra = subprocess.run(
+def test_plain_install_puts_the_server_on_uvloop(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    """``pip install gear-server`` brings uvloop (from PyPI) and the server runs on it."""
+    python = _venv_with(tmp_path, wheels, ["gear-core", "gear-client", "gear-worker", "gear-acl"])
+    plain = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "%s[uvloop]" % wheels["gear-server"]],
+         "--find-links", str(wheels["gear-core"].parent), str(wheels["gear-server"])],
         capture_output=True,
         text=True,
         timeout=600,
     )  # fmt: skip
-    assert extra.returncode == 0, "pip could not install gear-server[uvloop]:\n" + extra.stderr
+    assert plain.returncode == 0, "pip could not install gear-server:\n" + plain.stderr
     out = _run(
         python,
         """
@@ -145,6 +150,9 @@ def test_uvloop_extra_puts_the_server_on_uvloop(tmp_path: Path, wheels: dict[str
         server = gear.Server(0, host="127.0.0.1")
         try:
             print(type(server.loop).__module__.split(".")[0])
+            opted_out = gear.Server(0, host="127.0.0.1", event_loop="asyncio")
+            print(type(opted_out.loop).__module__.split(".")[0])
+            opted_out.shutdown()
             worker = gear.Worker("w")
             worker.addServer("127.0.0.1", server.port)
             worker.registerFunction("reverse")
@@ -170,7 +178,7 @@ def test_uvloop_extra_puts_the_server_on_uvloop(tmp_path: Path, wheels: dict[str
             server.shutdown()
         """,
     )
-    assert out.split() == ["uvloop", "poolvu"]
+    assert out.split() == ["uvloop", "asyncio", "poolvu"]
 
 
 def test_msgpack_extra_gives_the_msgpack_codec(tmp_path: Path, wheels: dict[str, Path]) -> None:
@@ -193,3 +201,29 @@ def test_msgpack_extra_gives_the_msgpack_codec(tmp_path: Path, wheels: dict[str,
         """,
     )
     assert out.strip() == "{1: b'raw', 's': ['x']}"
+
+
+def _build_core(out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(out), str(ROOT / "packages" / "gear-core")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_without_a_compiler_the_build_falls_back_to_pure_python(tmp_path: Path) -> None:
+    built = _build_core(tmp_path, CC="false")
+    assert built.returncode == 0, built.stderr
+    assert [w.name for w in tmp_path.glob("*.whl")] == ["gear_core-%s-py3-none-any.whl" % VERSION]
+    assert not [n for n in _files(next(tmp_path.glob("*.whl"))) if n.endswith(".so")]
+    required = _build_core(tmp_path / "required", CC="false", GEAR_MYPYC="1")
+    assert required.returncode != 0
+    assert "mypyc failed" in required.stderr + required.stdout
+
+
+def test_the_build_hooks_are_one_file() -> None:
+    core, server = (ROOT / "packages" / d / "hatch_build.py" for d in ("gear-core", "gear-server"))
+    assert core.read_text() == server.read_text()

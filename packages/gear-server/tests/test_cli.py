@@ -23,6 +23,10 @@ from gear.codec import encode_packet
 from gear.server import __version__
 from gear.tls import check_tls_files
 
+#: The build under test: scripts/check runs the suite with GEAR_EXPECT_BUILD
+#: compiled and pure; the editable dev install is pure.
+EXPECTED_BUILD = os.environ.get("GEAR_EXPECT_BUILD", "pure")
+
 
 def run_cli_job(port: int) -> None:
     with RawGearman(port) as client, RawGearman(port) as worker:
@@ -72,7 +76,9 @@ def test_foreground_serves_logs_and_stops_on_signal(signum: int) -> None:
         assert proc.wait(15) == 0
     assert proc.stderr is not None
     log = proc.stderr.read().decode()
-    assert "INFO gear.Server: Listening on 127.0.0.1 port %d (asyncio event loop)" % port in log
+    line = "INFO gear.Server: Listening on 127.0.0.1 port %d (uvloop event loop, %s build)"
+    assert line % (port, EXPECTED_BUILD) in log
+    assert "running (pid %d, %s build)" % (proc.pid, EXPECTED_BUILD) in log
     assert "Shutting down" in log and "geard exited" in log
     assert "SUBMIT_JOB" not in log
 
@@ -166,7 +172,7 @@ def test_keepalive_on_accepted_sockets(geard_factory: Callable[..., Geard]) -> N
 def test_tls_and_acl_file(tmp_path: Path, certs: Any) -> None:
     acl_file = tmp_path / "acl.ini"
     acl_file.write_text("[client]\ninvoke=allowed.*\n\n[admin]\ngrant=true\n")
-    proc, port = foreground(*geard_tls_flags(certs), "--acl", str(acl_file))
+    proc, port = foreground(*geard_tls_flags(certs), "--acl", str(acl_file), "--loop", "asyncio")
     try:
         context = client_context(certs.ca, certs.client)
         with RawGearman(port, ssl_context=context) as client:
@@ -183,7 +189,8 @@ def test_tls_and_acl_file(tmp_path: Path, certs: Any) -> None:
         proc.wait(15)
     assert proc.stderr is not None
     log = proc.stderr.read().decode()
-    assert "Listening on 127.0.0.1 port %d (TLS, asyncio event loop)" % port in log
+    line = "Listening on 127.0.0.1 port %d (TLS, asyncio event loop, %s build)"
+    assert line % (port, EXPECTED_BUILD) in log
 
 
 TLS_FLAGS = ("--ssl-key", "--ssl-cert", "--ssl-ca")

@@ -23,12 +23,15 @@ import logging.config
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from gear.cmd import _checks
 from gear.errors import ConfigurationError
+from gear.server._build import BUILD
 from gear.server._version import __version__
+from gear.server.runtime import EVENT_LOOPS, check_event_loop
 from gear.tls import check_tls_files
 
 __all__ = ["Server", "main"]
@@ -216,6 +219,12 @@ class Server:
             ("--max-client-id", int, "longest client id in bytes (default: 128)"),
         ):
             parser.add_argument(flag, type=kind, default=None, help=text)
+        parser.add_argument(
+            "--loop",
+            choices=EVENT_LOOPS,
+            default="auto",
+            help="event loop: auto (uvloop when installed, the default), asyncio or uvloop",
+        )
         parser.add_argument("--version", dest="version", action="store_true", help="show version")
         self.args = parser.parse_args(argv)
         return self.args
@@ -253,6 +262,10 @@ class Server:
                 check_node_id(args.node_id)
             except ValueError as e:
                 raise ConfigurationError("--node-id: %s" % e) from None
+        try:
+            check_event_loop(args.loop)
+        except ImportError as e:
+            raise ConfigurationError("--loop uvloop: %s" % e) from None
 
     def setup_logging(self) -> None:
         """Configure logging: a fileConfig file, else INFO to stderr (or the log file)."""
@@ -322,6 +335,7 @@ class Server:
                 tcp_keepidle=self.args.tcp_keepidle,
                 tcp_keepintvl=self.args.tcp_keepintvl,
                 tcp_keepcnt=self.args.tcp_keepcnt,
+                event_loop=self.args.loop,
                 **self._server_options(),
             )
         except QueueStoreError as e:
@@ -363,7 +377,7 @@ class Server:
             return 1
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        log.info("geard %s running (pid %d)", __version__, os.getpid())
+        log.info("geard %s running (pid %d, %s build)", __version__, os.getpid(), BUILD)
         self._report(None)
         while not self.server.wait(1.0):
             pass
@@ -416,7 +430,7 @@ class Server:
             os._exit(0)
         os.chdir("/")
         os.umask(0o022)
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _relock(fd)
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
         self._pidfile_fd = fd
@@ -468,6 +482,25 @@ class Server:
             return self.serve()
         finally:
             self._remove_pidfile()
+
+
+def _relock(fd: int) -> None:
+    """Take the pidfile lock in the daemon; the first process may not have let go yet.
+
+    POSIX locks are not inherited across fork: the first process holds the
+    lock until it closes its copy of ``fd`` just after forking, so a few
+    tries bounded to 5 s cover that window (another geard taking the file
+    meanwhile still gets refused).
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _complain(problem: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol, cast
 
 from gear.acl import ACLEntry, ACLError
 from gear.admin import ServerAdminRequest
+from gear.server._compiled import mypyc_attr
 from gear.server.model import Session
 from gear.server.outbox import Outbox, err_text, escape_text
 
@@ -54,6 +55,7 @@ def acl_line(entry: Any) -> bytes:
     return ("\t".join(fields) + "\n").encode("utf-8", "backslashreplace")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class AclAdmin(Outbox):
     """ACL checks for the engine and the ``acl list|grant|revoke|self-revoke`` commands."""
 

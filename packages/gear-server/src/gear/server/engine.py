@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from gear import constants as C
 from gear.errors import RemoteProtocolError
+from gear.server._compiled import mypyc_attr
 from gear.server.acl_admin import AclAdmin, ACLLike
 from gear.server.config import ServerOptions, default_max_connections
 from gear.server.model import (
@@ -38,6 +39,7 @@ from gear.server.store import QueueStore, StoredJob
 __all__ = ["Engine"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Engine(AclAdmin):
     """The job table and everything that changes it.
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from gear import constants as C
 from gear.codec import split_arguments
 from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
+from gear.server._compiled import mypyc_attr
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
+from gear.server.hooks import packet_hook
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
 from gear.server.outbox import NO_JOB, NOOP, packet
 from gear.server.store_events import StoreEvents
@@ -75,16 +77,8 @@ _SUBMIT_MODES: dict[int, tuple[int, bool]] = {
 }
 
 _Handler = Callable[[Session, bytes], None]
-
-
-def _hook(ptype: int) -> Callable[[Handlers, Packet], None]:
-    def method(self: Handlers, packet: Packet) -> None:
-        self._internal_handler(ptype)(cast(Session, packet.connection), bytes(packet.data))
-
-    method.__doc__ = (
-        "Handle one %s packet (override point; call the base to keep it)." % (C.types[ptype])
-    )
-    return method
+#: A default ``handleX``: a plain function from :mod:`gear.server.hooks`, bound as a method.
+_Hook = Callable[[Any, Packet], None]
 
 
 def _bounded_int(raw: bytes, what: str, high: int) -> int:
@@ -97,6 +91,15 @@ def _bounded_int(raw: bytes, what: str, high: int) -> int:
     return int(text)
 
 
+def _packet_caller(method: Callable[[Packet], object], ptype: int) -> _Handler:
+    # A module-level closure: mypyc cannot compile one inside a method of a python_class.
+    def call(conn: Session, data: bytes) -> None:
+        method(Packet(_REQ, ptype, data, cast(Any, conn)))
+
+    return call
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Handlers(StoreEvents):
     """Peers' events (connect, bytes, disconnect) and one method per packet type."""
 
@@ -159,12 +162,7 @@ class Handlers(StoreEvents):
 
     def _packet_hook(self, ptype: int, hook: str) -> _Handler:
         """Route a packet type to a subclass's gear-0.16-style ``handleX(packet)``."""
-        method = getattr(self, hook)
-
-        def call(conn: Session, data: bytes) -> None:
-            method(Packet(_REQ, ptype, data, cast(Any, conn)))
-
-        return call
+        return _packet_caller(getattr(self, hook), ptype)
 
     def _frame(self, conn: Session, magic: bytes, ptype: int, payload: bytes) -> None:
         if conn.closed:
@@ -411,34 +409,34 @@ class Handlers(StoreEvents):
     # ------------------------------------------------------------------
     # gear 0.16 override points and helpers
 
-    handleSubmitJob = _hook(C.SUBMIT_JOB)
-    handleSubmitJobBg = _hook(C.SUBMIT_JOB_BG)
-    handleSubmitJobHigh = _hook(C.SUBMIT_JOB_HIGH)
-    handleSubmitJobHighBg = _hook(C.SUBMIT_JOB_HIGH_BG)
-    handleSubmitJobLow = _hook(C.SUBMIT_JOB_LOW)
-    handleSubmitJobLowBg = _hook(C.SUBMIT_JOB_LOW_BG)
-    handleSubmitJobSched = _hook(C.SUBMIT_JOB_SCHED)
-    handleSubmitJobEpoch = _hook(C.SUBMIT_JOB_EPOCH)
-    handleGrabJob = _hook(C.GRAB_JOB)
-    handleGrabJobUniq = _hook(C.GRAB_JOB_UNIQ)
-    handleGrabJobAll = _hook(C.GRAB_JOB_ALL)
-    handlePreSleep = _hook(C.PRE_SLEEP)
-    handleCanDo = _hook(C.CAN_DO)
-    handleCanDoTimeout = _hook(C.CAN_DO_TIMEOUT)
-    handleCantDo = _hook(C.CANT_DO)
-    handleResetAbilities = _hook(C.RESET_ABILITIES)
-    handleSetClientID = _hook(C.SET_CLIENT_ID)
-    handleWorkData = _hook(C.WORK_DATA)
-    handleWorkWarning = _hook(C.WORK_WARNING)
-    handleWorkStatus = _hook(C.WORK_STATUS)
-    handleWorkComplete = _hook(C.WORK_COMPLETE)
-    handleWorkFail = _hook(C.WORK_FAIL)
-    handleWorkException = _hook(C.WORK_EXCEPTION)
-    handleGetStatus = _hook(C.GET_STATUS)
-    handleGetStatusUnique = _hook(C.GET_STATUS_UNIQUE)
-    handleEchoReq = _hook(C.ECHO_REQ)
-    handleOptionReq = _hook(C.OPTION_REQ)
-    handleAllYours = _hook(C.ALL_YOURS)
+    handleSubmitJob: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB)
+    handleSubmitJobBg: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_BG)
+    handleSubmitJobHigh: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_HIGH)
+    handleSubmitJobHighBg: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_HIGH_BG)
+    handleSubmitJobLow: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_LOW)
+    handleSubmitJobLowBg: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_LOW_BG)
+    handleSubmitJobSched: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_SCHED)
+    handleSubmitJobEpoch: ClassVar[_Hook] = packet_hook(C.SUBMIT_JOB_EPOCH)
+    handleGrabJob: ClassVar[_Hook] = packet_hook(C.GRAB_JOB)
+    handleGrabJobUniq: ClassVar[_Hook] = packet_hook(C.GRAB_JOB_UNIQ)
+    handleGrabJobAll: ClassVar[_Hook] = packet_hook(C.GRAB_JOB_ALL)
+    handlePreSleep: ClassVar[_Hook] = packet_hook(C.PRE_SLEEP)
+    handleCanDo: ClassVar[_Hook] = packet_hook(C.CAN_DO)
+    handleCanDoTimeout: ClassVar[_Hook] = packet_hook(C.CAN_DO_TIMEOUT)
+    handleCantDo: ClassVar[_Hook] = packet_hook(C.CANT_DO)
+    handleResetAbilities: ClassVar[_Hook] = packet_hook(C.RESET_ABILITIES)
+    handleSetClientID: ClassVar[_Hook] = packet_hook(C.SET_CLIENT_ID)
+    handleWorkData: ClassVar[_Hook] = packet_hook(C.WORK_DATA)
+    handleWorkWarning: ClassVar[_Hook] = packet_hook(C.WORK_WARNING)
+    handleWorkStatus: ClassVar[_Hook] = packet_hook(C.WORK_STATUS)
+    handleWorkComplete: ClassVar[_Hook] = packet_hook(C.WORK_COMPLETE)
+    handleWorkFail: ClassVar[_Hook] = packet_hook(C.WORK_FAIL)
+    handleWorkException: ClassVar[_Hook] = packet_hook(C.WORK_EXCEPTION)
+    handleGetStatus: ClassVar[_Hook] = packet_hook(C.GET_STATUS)
+    handleGetStatusUnique: ClassVar[_Hook] = packet_hook(C.GET_STATUS_UNIQUE)
+    handleEchoReq: ClassVar[_Hook] = packet_hook(C.ECHO_REQ)
+    handleOptionReq: ClassVar[_Hook] = packet_hook(C.OPTION_REQ)
+    handleAllYours: ClassVar[_Hook] = packet_hook(C.ALL_YOURS)
 
     def sendJobAssignUniq(self, connection: Session, job: ServerJob) -> None:
         payload = b"\x00".join((job.handle, job._name, job._unique or b"", bytes(job._arguments)))

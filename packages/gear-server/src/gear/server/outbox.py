@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from gear import constants as C
 from gear.admin import ServerAdminRequest
+from gear.server._compiled import mypyc_attr
 from gear.server.model import Session, Timers
 from gear.server.stats import Stats
 from gear.server.store import QueueStore
@@ -51,6 +52,22 @@ def escape_text(text: str) -> str:
     return _CONTROL_TEXT.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
+def _commit_callback(
+    timers: Timers, committed: Callable[[int, BaseException | None], None], gen: int
+) -> Callable[[BaseException | None], None]:
+    """What the store's writer thread calls when commit ``gen`` is done (or failed)."""
+
+    # Module level: mypyc cannot compile a closure inside a method of a python_class.
+    def done(error: BaseException | None) -> None:
+        try:
+            timers.call_soon_threadsafe(committed, gen, error)
+        except RuntimeError:
+            pass  # the loop is closed: the server stopped meanwhile
+
+    return done
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Outbox(Stats):
     """Per-connection output batching and the durable commit gate."""
 
@@ -150,14 +167,7 @@ class Outbox(Stats):
         if store is None or self._stopping:
             return False
         self._commit_gen += 1
-        gen, timers = self._commit_gen, self.timers
-
-        def done(error: BaseException | None) -> None:
-            try:
-                timers.call_soon_threadsafe(self._committed, gen, error)
-            except RuntimeError:
-                pass  # the loop is closed: the server stopped meanwhile
-
+        done = _commit_callback(self.timers, self._committed, self._commit_gen)
         if not store.flush_async(done):
             return False
         self._store_dirty = False

@@ -10,26 +10,63 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from gear.server._build import BUILD
 from gear.server.transport import Transport
 
-__all__ = ["Runtime", "bind", "bind_error", "new_event_loop"]
+__all__ = [
+    "EVENT_LOOPS",
+    "Runtime",
+    "bind",
+    "bind_error",
+    "check_event_loop",
+    "loop_name",
+    "new_event_loop",
+]
 
 _T = TypeVar("_T")
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed, else asyncio's."""
+#: The choices of ``event_loop`` (``geard --loop``).
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """A new loop of ``kind``: ``auto`` is uvloop's when it is installed, else asyncio's.
+
+    gear-server depends on uvloop where uvloop ships wheels, so ``auto`` is
+    uvloop there; ``asyncio`` opts out. ``uvloop`` when it is missing raises
+    ImportError naming the package.
+    """
+    check_event_loop(kind)
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
+        if kind == "uvloop":
+            raise ImportError("event_loop 'uvloop' needs the uvloop package: pip install uvloop")
         return asyncio.new_event_loop()
     return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
+
+
+def check_event_loop(kind: str) -> None:
+    """Refuse an unknown ``kind``, or ``uvloop`` when it is not installed."""
+    if kind not in EVENT_LOOPS:
+        raise ValueError("event_loop must be one of %s, not %r" % (", ".join(EVENT_LOOPS), kind))
+    if kind == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ImportError("event_loop 'uvloop' needs the uvloop package: pip install uvloop")
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop`` or ``asyncio``: what the start-up line says geard runs on."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 def bind(
@@ -86,6 +123,7 @@ class Runtime(Transport):
     host: str | None
     port: int
     use_ssl: bool
+    event_loop: str
 
     def _init_runtime(self) -> None:
         self._stopped = threading.Event()
@@ -98,7 +136,7 @@ class Runtime(Transport):
         return bind(self.host, port, self.backlog, self._set_keepalive if self.keepalive else None)
 
     def _start_thread(self) -> None:
-        self.loop = new_event_loop()
+        self.loop = new_event_loop(self.event_loop)
         self.timers = self.loop
         self._thread = threading.Thread(target=self._run, name="geard", daemon=True)
         self._thread.start()
@@ -188,11 +226,12 @@ class Runtime(Transport):
         self._listening = True
         self.loop.call_later(1.0, self._tick)
         self.log.info(
-            "Listening on %s port %s (%s%s event loop)",
+            "Listening on %s port %s (%s%s event loop, %s build)",
             self.socket.getsockname()[0],
             self.port,
             "TLS, " if self.use_ssl else "",
-            "uvloop" if type(self.loop).__module__.startswith("uvloop") else "asyncio",
+            loop_name(self.loop),
+            BUILD,
         )
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ from gear.server.config import (
     ServerOptions,
 )
 from gear.server.model import QUEUED, FunctionQueue, ServerJob, Session
-from gear.server.runtime import Runtime
+from gear.server.runtime import Runtime, check_event_loop
 from gear.server.store import QueueStore
 from gear.server.transport import GeardConnection
 from gear.tls import check_tls_files, load_context
@@ -89,6 +89,9 @@ class Server(Runtime):
     handshake count toward ``max_connections``), ``max_partial_total`` the
     unfinished input of all connections together, and ``max_function_name``,
     ``max_unique_id`` and ``max_client_id`` the sizes of those fields.
+    ``event_loop`` picks the loop of the server's own thread: ``auto``
+    (uvloop when it is installed, which it is by default on CPython on
+    Linux and macOS), ``asyncio`` or ``uvloop``.
     Call :meth:`shutdown` to stop.
     """
 
@@ -127,7 +130,11 @@ class Server(Runtime):
         max_function_name: int = DEFAULT_MAX_FUNCTION_NAME,
         max_unique_id: int = DEFAULT_MAX_UNIQUE_ID,
         max_client_id: int = DEFAULT_MAX_CLIENT_ID,
+        event_loop: str = "auto",
     ) -> None:
+        check_event_loop(event_loop)
+        #: ``auto`` (uvloop when installed), ``asyncio`` or ``uvloop``.
+        self.event_loop = event_loop
         self.server_id = server_id
         log = logging.getLogger("gear.Server" + (".%s" % server_id if server_id else ""))
         self.log = log

@@ -12,6 +12,7 @@ import time
 from typing import Any, Protocol
 
 from gear import constants as C
+from gear.server._compiled import mypyc_attr
 from gear.server.model import ServerJob, Session
 
 __all__ = ["Stats", "StatsClientLike"]
@@ -26,6 +27,7 @@ class StatsClientLike(Protocol):
     def timing(self, stat: str, delta: float, rate: float = 1) -> object: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Stats:
     """Packet counts and queue gauges for statsd, and the log limiter."""
 

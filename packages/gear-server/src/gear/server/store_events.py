@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gear.server._compiled import mypyc_attr
 from gear.server.engine import Engine
 from gear.server.model import PRIORITY_INDEX, QUEUED, SCHEDULED, ServerJob
 from gear.server.store import QueueStore, StoredJob
@@ -18,6 +19,7 @@ from gear.server.store import QueueStore, StoredJob
 __all__ = ["StoreEvents"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StoreEvents(Engine):
     """The engine's side of :class:`~gear.server.store.StoreListener`."""
 
