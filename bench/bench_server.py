@@ -86,11 +86,18 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     env: dict[str, str] | None = None
+    #: HTTP paths fetched once a second while the load runs (``--metrics-port`` servers).
+    poll: tuple[str, ...] = ()
+    http_port: int = 0
 
     def start(self) -> None:
         self.port = free_port()
+        argv = self.argv(self.port)
+        if self.poll:
+            self.http_port = free_port()
+            argv += ["--metrics-port", str(self.http_port)]
         self.proc = subprocess.Popen(
-            self.argv(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
         )
         wait_port(self.port, self.proc)
 
@@ -136,6 +143,15 @@ def baseline_env(checkout: Path) -> dict[str, str]:
     return env
 
 
+#: geard with its HTTP listener, and what an observer fetches from it every second:
+#: Prometheus scraping (15 times as often as its default), or the dashboard page
+#: open in a browser (the page itself once, then its JSON as the page refreshes).
+POLLERS = {
+    "geard+metrics": ("/metrics",),
+    "geard+dashboard": ("/api/status",),
+}
+
+
 def make_servers(names: list[str], tmp: Path, baseline: Path | None = None) -> list[ServerProcess]:
     quiet = tmp / "warning.conf"
     quiet.write_text(
@@ -145,7 +161,16 @@ def make_servers(names: list[str], tmp: Path, baseline: Path | None = None) -> l
     )
     servers = []
     for name in names:
-        if name == "geard":
+        if name in POLLERS:
+            servers.append(
+                ServerProcess(
+                    name,
+                    lambda p: [sys.executable, "-m", "gear.cmd.geard", "-d", "-p", str(p),
+                               "--listen-address", HOST, "--log-config", str(quiet)],
+                    poll=POLLERS[name],
+                )
+            )  # fmt: skip
+        elif name == "geard":
             servers.append(
                 ServerProcess(
                     "geard",
@@ -439,6 +464,40 @@ class Result:
     values: dict[str, float | str] = field(default_factory=dict)
 
 
+async def http_get(port: int, path: str) -> int:
+    """One GET over a fresh connection, as a scraper or a browser's fetch does; bytes read."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode())
+    body = await reader.read()
+    writer.close()
+    if not body.startswith(b"HTTP/1.1 200 "):
+        raise SystemExit("GET %s: %r" % (path, body[:80]))
+    return len(body)
+
+
+async def observe(server: ServerProcess) -> None:
+    """Fetch the server's HTTP paths once a second until cancelled."""
+    if server.poll == ("/api/status",):
+        await http_get(server.http_port, "/")
+    while True:
+        for path in server.poll:
+            await http_get(server.http_port, path)
+        await asyncio.sleep(1.0)
+
+
+async def foreground_observed(server: ServerProcess, seconds: float) -> float:
+    observer = asyncio.ensure_future(observe(server)) if server.poll else None
+    try:
+        return await foreground(server.port, seconds)
+    finally:
+        if observer is not None:
+            observer.cancel()
+            try:
+                await observer
+            except asyncio.CancelledError:
+                pass
+
+
 async def guard(coro: Any, timeout: float) -> Any:
     """A scenario that stalls (gear 0.16 can) is reported, not fatal."""
     try:
@@ -461,7 +520,7 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
     server.start()
     try:
         cpu0, started = server.cpu(), time.monotonic()
-        r["fg jobs/s"] = await guard(foreground(server.port, args.duration), limit)
+        r["fg jobs/s"] = await guard(foreground_observed(server, args.duration), limit)
         cpu, wall = server.cpu() - cpu0, time.monotonic() - started
         r["fg jobs/server-CPU-s"] = per_cpu(r["fg jobs/s"], wall, cpu)
         cpu0 = server.cpu()
@@ -473,6 +532,8 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
             r["serial server CPU-us/job"] = (server.cpu() - cpu0) * 1e6 / jobs
     finally:
         server.stop()
+    if args.fg_only:
+        return result
 
     server.start()
     try:
@@ -542,7 +603,7 @@ def main() -> None:
         "--servers",
         default="geard,geard-uvloop,gearmand,gear016",
         help="comma-separated: geard, geard-uvloop, gearmand, gear016, floor, floor-uvloop,"
-        " geard-base",
+        " geard-base, geard+metrics, geard+dashboard",
     )
     parser.add_argument(
         "--baseline",
@@ -553,6 +614,11 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=1000)
     parser.add_argument("--queued", type=int, default=100_000)
     parser.add_argument("--idle", type=int, default=5000, help="idle connections (0 to skip)")
+    parser.add_argument(
+        "--fg-only",
+        action="store_true",
+        help="only the foreground and latency runs (for geard+metrics, geard+dashboard)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of every server in turn; medians are shown"
     )
@@ -608,6 +674,16 @@ def main() -> None:
         if i == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(out))
+    for name in [c for c in columns if c in POLLERS and "geard" in rounds]:
+        paired = [
+            a.values["fg jobs/s"] / b.values["fg jobs/s"]
+            for a, b in zip(rounds[name], rounds["geard"], strict=True)
+            if isinstance(a.values["fg jobs/s"], float) and isinstance(b.values["fg jobs/s"], float)
+        ]
+        print(
+            "\nfg jobs/s, %s / geard: %.3fx (median of the rounds' ratios: %s)"
+            % (name, statistics.median(paired), ", ".join("%.3f" % r for r in paired))
+        )
     print(
         "\n%s, %d CPUs, python %s; geard: stock asyncio loop; "
         "fg: 16 clients x 8 in flight, 16 workers, %.0fs; %d rounds: medians, and "

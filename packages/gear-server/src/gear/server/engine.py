@@ -19,6 +19,7 @@ from gear import constants as C
 from gear.errors import RemoteProtocolError
 from gear.server.acl_admin import AclAdmin, ACLLike
 from gear.server.config import ServerOptions, default_max_connections
+from gear.server.counters import OUTCOME_COMPLETE, OUTCOME_FAIL
 from gear.server.model import (
     DONE,
     PRIORITY_INDEX,
@@ -225,6 +226,8 @@ class Engine(AclAdmin):
         if not background:
             conn.client_jobs[handle] = job
         self._send(conn, packet(C.JOB_CREATED, handle))
+        if self.job_counters is not None:
+            self.job_counters.submitted(fq.name, background, when is not None)
         if background and self.queue_store is not None:
             self.queue_store.add(
                 StoredJob(handle, name, job._unique, arguments, job.precedence, when)
@@ -339,6 +342,8 @@ class Engine(AclAdmin):
         fq.running += 1
         self.running_jobs += 1
         conn.worker_jobs[job.handle] = job
+        if self.job_counters is not None:
+            job.assigned = self.clock()
         timeout = conn.timeouts.get(fq.name)
         if timeout:
             job.timer = self.timers.call_later(timeout, self._expire, job, conn)
@@ -404,12 +409,14 @@ class Engine(AclAdmin):
         data = packet(C.WORK_FAIL, job.handle)
         for client in job.clients:
             self._send(client, data)
-        self._finish(job)
+        self._finish(job, OUTCOME_FAIL)
 
-    def _finish(self, job: ServerJob) -> None:
-        """A running job ended (complete, fail, exception or timeout)."""
+    def _finish(self, job: ServerJob, outcome: int = OUTCOME_COMPLETE) -> None:
+        """A running job ended (complete, fail, exception or timeout: ``counters.OUTCOME_*``)."""
         fq = job.function
         assert fq is not None
+        if self.job_counters is not None:
+            self.job_counters.finished(fq.name, outcome, job.assigned, self.clock())
         if job.state == RUNNING:
             fq.running -= 1
             self.running_jobs -= 1

@@ -21,6 +21,7 @@ from gear.errors import RemoteProtocolError
 from gear.packet import Packet
 from gear.server import schedule
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
+from gear.server.counters import OUTCOME_COMPLETE, OUTCOME_EXCEPTION, OUTCOME_FAIL
 from gear.server.engine import Engine
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
 from gear.server.outbox import NO_JOB, NOOP, packet
@@ -75,6 +76,7 @@ _SUBMIT_MODES: dict[int, tuple[int, bool]] = {
 }
 
 _Handler = Callable[[Session, bytes], None]
+_OUTCOMES = {C.WORK_FAIL: OUTCOME_FAIL, C.WORK_EXCEPTION: OUTCOME_EXCEPTION}
 
 
 def _hook(ptype: int) -> Callable[[Handlers, Packet], None]:
@@ -391,7 +393,7 @@ class Handlers(Engine):
         job = self._worker_job(conn, data, C.WORK_FAIL)
         if job is not None:
             self._forward(job, C.WORK_FAIL, data)
-            self._finish(job)
+            self._finish(job, OUTCOME_FAIL)
 
     def _on_work_exception(self, conn: Session, data: bytes) -> None:
         handle, _ = split_arguments(C.WORK_EXCEPTION, data)
@@ -406,7 +408,7 @@ class Handlers(Engine):
             else:
                 fail = fail or packet(C.WORK_FAIL, handle)
                 self._send(client, fail)
-        self._finish(job)
+        self._finish(job, OUTCOME_EXCEPTION)
 
     # ------------------------------------------------------------------
     # gear 0.16 override points and helpers
@@ -457,4 +459,4 @@ class Handlers(Engine):
             return
         self._forward(job, packet.ptype, data)
         if finished:
-            self._finish(job)
+            self._finish(job, _OUTCOMES.get(packet.ptype, OUTCOME_COMPLETE))

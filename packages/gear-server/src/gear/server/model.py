@@ -91,6 +91,7 @@ class ServerJob(BaseBinaryJob, BaseJob):  # type: ignore[misc]  # name is bytes
     state = QUEUED
     retries = 0
     when: float | None = None
+    assigned = 0.0  # clock() at assignment, kept only while metrics are on
     timer: TimerHandle | None = None
     function: FunctionQueue | None = None
 

@@ -14,9 +14,12 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gear.server.transport import Transport
+
+if TYPE_CHECKING:
+    from gear.server.monitor import Monitor
 
 __all__ = ["Runtime", "bind", "bind_error", "new_event_loop"]
 
@@ -93,6 +96,8 @@ class Runtime(Transport):
         self._startup_error: BaseException | None = None
         self._inline = False
         self._on_stop: Callable[[], None] = lambda: None
+        #: The HTTP listener of ``metrics_port`` (None without one).
+        self.monitor: Monitor | None = None
 
     def _bind(self, port: int | str) -> socket.socket:
         return bind(self.host, port, self.backlog, self._set_keepalive if self.keepalive else None)
@@ -163,6 +168,8 @@ class Runtime(Transport):
 
     def _close_resources(self) -> None:
         self.socket.close()
+        if self.monitor is not None:
+            self.monitor.close()
         if self.queue_store is not None:
             self.queue_store.close()
 
@@ -172,6 +179,8 @@ class Runtime(Transport):
         if self.queue_store is not None:
             self._restore(self.queue_store)
         self.loop.call_later(1.0, self._tick)
+        if self.monitor is not None:
+            await self.monitor.start(self.loop)
         self.log.info(
             "Listening on %s port %s (%s%s event loop)",
             self.socket.getsockname()[0],
@@ -272,6 +281,8 @@ class Runtime(Transport):
             conn.abort()
         if self.queue_store is not None:
             self.queue_store.close()
+        if self.monitor is not None:
+            self.monitor.close()
         if self.statsd is not None and hasattr(self.statsd, "close"):
             self.statsd.close()
         self._on_stop()

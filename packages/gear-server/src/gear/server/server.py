@@ -29,6 +29,7 @@ from gear.server.config import (
     DEFAULT_MAX_PACKET_SIZE,
     DEFAULT_MAX_PARTIAL_TOTAL,
     DEFAULT_MAX_UNIQUE_ID,
+    DEFAULT_METRICS_MAX_FUNCTIONS,
     DEFAULT_PARTIAL_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
     "DEFAULT_MAX_PARTIAL_TOTAL",
     "DEFAULT_MAX_UNIQUE_ID",
+    "DEFAULT_METRICS_MAX_FUNCTIONS",
     "DEFAULT_PARTIAL_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
@@ -85,6 +87,9 @@ class Server(Runtime):
     handshake count toward ``max_connections``), ``max_partial_total`` the
     unfinished input of all connections together, and ``max_function_name``,
     ``max_unique_id`` and ``max_client_id`` the sizes of those fields.
+    ``metrics_port`` serves ``/metrics`` and ``/healthz`` over HTTP on
+    ``metrics_address`` (needs ``gear-server[metrics]``), with per-function
+    labels for at most ``metrics_max_functions`` functions.
     Call :meth:`shutdown` to stop.
     """
 
@@ -120,6 +125,9 @@ class Server(Runtime):
         max_function_name: int = DEFAULT_MAX_FUNCTION_NAME,
         max_unique_id: int = DEFAULT_MAX_UNIQUE_ID,
         max_client_id: int = DEFAULT_MAX_CLIENT_ID,
+        metrics_port: int | None = None,
+        metrics_address: str = "127.0.0.1",
+        metrics_max_functions: int = DEFAULT_METRICS_MAX_FUNCTIONS,
     ) -> None:
         self.server_id = server_id
         log = logging.getLogger("gear.Server" + (".%s" % server_id if server_id else ""))
@@ -160,7 +168,17 @@ class Server(Runtime):
             if ssl_key and ssl_cert and ssl_ca
             else None
         )
-        self.socket = self._bind(port)
+        if metrics_port is not None:
+            # Bound first: once the Gearman port answers, so does this one.
+            from gear.server.monitor import Monitor
+
+            self.monitor = Monitor(self, metrics_address, metrics_port, metrics_max_functions)
+        try:
+            self.socket = self._bind(port)
+        except BaseException:
+            if self.monitor is not None:
+                self.monitor.close()
+            raise
         #: The port listened on (the real one when ``0`` was given).
         self.port: int = self.socket.getsockname()[1]
         self._dispatch = self._build_dispatch()
