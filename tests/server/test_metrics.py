@@ -9,6 +9,8 @@ parser, so the exposition is checked as Prometheus would read it.
 from __future__ import annotations
 
 import http.client
+import json
+import re
 import signal
 import socket
 import subprocess
@@ -250,3 +252,19 @@ def test_metrics_port_without_prometheus_client_is_one_line_on_stderr(tmp_path: 
     lines = out.stderr.decode().splitlines()
     assert len(lines) == 1, lines
     assert "--metrics-port" in lines[0] and "gear-server[metrics]" in lines[0]
+
+
+def test_the_docs_examples_use_only_metrics_geard_serves(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    dashboard = json.loads((examples / "grafana-geard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    text = "\n".join([*exprs, (examples / "geard-alerts.yml").read_text()])
+    used = set(re.findall(r"\bgeard_[a-z_]+", text))
+    assert {"geard_jobs_queued", "geard_workers", "geard_job_duration_seconds_bucket"} <= used
+    metrics_port = free_port()
+    args = ("--metrics-port", str(metrics_port), "--queue-file", str(tmp_path / "q.db"))
+    with running_geard(tmp_path, *args) as geard, RawGearman(geard.port) as raw:
+        raw.send(C.SUBMIT_JOB_BG, b"f\0\0x")
+        raw.expect(C.JOB_CREATED)
+        served = {name for name, _ in scrape(metrics_port)}
+    assert used <= served, used - served

@@ -141,9 +141,11 @@ def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:
 def test_counters_fold_names_past_the_limit_into_other() -> None:
     counters = JobCounters(2)
     for name in (b"a", b"b", b"c", b"d"):
-        counters.submitted(name, background=False, scheduled=False)
-    counters.finished(b"d", 0, assigned=10.0, now=10.5)
+        counters.counts(name).submitted[0] += 1
+    counters.counts(b"d").ended(0, 0.5)
+    counters.counts(b"d").ended(1, -1.0)  # never ran: counted, without a duration
     assert sorted(counters.functions) == [b"a", b"b"]
-    assert counters.other.submitted == [2, 0, 0]
+    assert counters.other.submitted == [2, 0, 0] and counters.other.finished == [1, 1, 0]
     assert counters.label(b"c") == b"__other__" and counters.label(b"a") == b"a"
     assert counters.other.duration.counts[DURATION_BUCKETS.index(0.5)] == 1
+    assert sum(counters.other.duration.counts) == 1

@@ -1,7 +1,8 @@
 """Job counters and duration histograms for the metrics endpoint: plain data, no I/O.
 
 The engine adds to these only when metrics are on (``job_counters`` is not
-None), with a dict lookup and an integer increment per event: the
+None, and each ``FunctionQueue.stats`` points at its record), with an
+integer increment per event and a bisect per finished job: the
 exposition, the cumulative buckets and the label strings are computed when
 ``/metrics`` is scraped, not when a job moves. Queue depths, running jobs
 and workers are not counted here at all; a scrape reads them from the
@@ -95,7 +96,12 @@ class Histogram:
 
 
 class FunctionCounts:
-    """Submitted jobs by kind, finished jobs by outcome and their durations, for one label."""
+    """Submitted jobs by kind, finished jobs by outcome and their durations, for one label.
+
+    The engine holds a reference in ``FunctionQueue.stats`` and adds to
+    ``submitted`` itself: the cost of a job is an increment at submit and
+    one call of :meth:`ended`.
+    """
 
     __slots__ = ("duration", "finished", "submitted")
 
@@ -103,6 +109,14 @@ class FunctionCounts:
         self.submitted = [0, 0, 0]
         self.finished = [0, 0, 0]
         self.duration = Histogram(DURATION_BUCKETS)
+
+    def ended(self, outcome: int, seconds: float) -> None:
+        """A job ended with ``outcome`` after ``seconds`` (negative: it never ran)."""
+        self.finished[outcome] += 1
+        if seconds >= 0.0:
+            duration = self.duration
+            duration.counts[bisect_left(duration.bounds, seconds)] += 1
+            duration.total += seconds
 
 
 class JobCounters:
@@ -126,17 +140,6 @@ class JobCounters:
     def label(self, name: bytes) -> bytes:
         """The ``function`` label of ``name``: itself, or :data:`OTHER` past the limit."""
         return name if self.counts(name) is not self.other else OTHER
-
-    def submitted(self, name: bytes, background: bool, scheduled: bool) -> None:
-        kind = KIND_SCHEDULED if scheduled else KIND_BACKGROUND if background else KIND_FOREGROUND
-        self.counts(name).submitted[kind] += 1
-
-    def finished(self, name: bytes, outcome: int, assigned: float, now: float) -> None:
-        """A job ended; ``assigned`` is when a worker took it (0.0: never, no duration)."""
-        counts = self.counts(name)
-        counts.finished[outcome] += 1
-        if assigned:
-            counts.duration.observe(max(0.0, now - assigned))
 
     def committed(self, seconds: float) -> None:
         self.commits.observe(seconds)

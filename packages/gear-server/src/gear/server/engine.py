@@ -153,6 +153,8 @@ class Engine(AclAdmin):
         fq = self.function_queues.get(name)
         if fq is None:
             fq = self.function_queues[name] = FunctionQueue(name)
+            if self.job_counters is not None:
+                fq.stats = self.job_counters.counts(name)
         return fq
 
     def _new_function(self, name: bytes) -> FunctionQueue:
@@ -160,7 +162,7 @@ class Engine(AclAdmin):
         fq = self.function_queues.get(name)
         if fq is None:
             check_field(name, "function name", self.max_function_name)
-            fq = self.function_queues[name] = FunctionQueue(name)
+            fq = self._function(name)
         return fq
 
     def _release(self, fq: FunctionQueue) -> None:
@@ -226,8 +228,8 @@ class Engine(AclAdmin):
         if not background:
             conn.client_jobs[handle] = job
         self._send(conn, packet(C.JOB_CREATED, handle))
-        if self.job_counters is not None:
-            self.job_counters.submitted(fq.name, background, when is not None)
+        if fq.stats is not None:  # counters.KIND_*: foreground 0, background 1, scheduled 2
+            fq.stats.submitted[2 if when is not None else int(background)] += 1
         if background and self.queue_store is not None:
             self.queue_store.add(
                 StoredJob(handle, name, job._unique, arguments, job.precedence, when)
@@ -342,7 +344,7 @@ class Engine(AclAdmin):
         fq.running += 1
         self.running_jobs += 1
         conn.worker_jobs[job.handle] = job
-        if self.job_counters is not None:
+        if fq.stats is not None:
             job.assigned = self.clock()
         timeout = conn.timeouts.get(fq.name)
         if timeout:
@@ -415,8 +417,8 @@ class Engine(AclAdmin):
         """A running job ended (complete, fail, exception or timeout: ``counters.OUTCOME_*``)."""
         fq = job.function
         assert fq is not None
-        if self.job_counters is not None:
-            self.job_counters.finished(fq.name, outcome, job.assigned, self.clock())
+        if fq.stats is not None:
+            fq.stats.ended(outcome, self.clock() - job.assigned if job.assigned else -1.0)
         if job.state == RUNNING:
             fq.running -= 1
             self.running_jobs -= 1

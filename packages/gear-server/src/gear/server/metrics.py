@@ -20,7 +20,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gear.server import engine as _engine
 from gear.server._version import __version__
 from gear.server.counters import (
     FINISHED_OUTCOMES,
@@ -30,25 +29,17 @@ from gear.server.counters import (
     JobCounters,
 )
 from gear.server.httpd import Request, Response
+from gear.server.runtime import engine_compiled, loop_name
 
 if TYPE_CHECKING:
     from gear.server.server import Server
 
-__all__ = ["EngineCollector", "MetricsPage", "label_text", "loop_name"]
+__all__ = ["EngineCollector", "MetricsPage", "label_text"]
 
 
 def label_text(name: bytes) -> str:
     """A function name as a label value (prometheus_client escapes quotes and newlines)."""
     return name.decode("utf-8", "backslashreplace")
-
-
-def loop_name(server: Server) -> str:
-    return "uvloop" if type(server.loop).__module__.startswith("uvloop") else "asyncio"
-
-
-def compiled() -> bool:
-    """True when the engine runs as a mypyc-compiled extension module."""
-    return not (getattr(_engine, "__file__", None) or "").endswith(".py")
 
 
 class EngineCollector(Collector):
@@ -107,7 +98,7 @@ class EngineCollector(Collector):
             "Always 1: the version, event loop and whether the engine is compiled.",
             labels=["version", "loop", "compiled"],
         )
-        info.add_metric([__version__, loop_name(server), str(compiled()).lower()], 1)
+        info.add_metric([__version__, loop_name(server.loop), str(engine_compiled()).lower()], 1)
         yield info
 
     def _gauges(self) -> Iterator[Metric]:

@@ -11,12 +11,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gear.codec import Decoder
 from gear.constants import PRECEDENCE_HIGH, PRECEDENCE_LOW, PRECEDENCE_NORMAL
 from gear.errors import RemoteProtocolError
 from gear.job import BaseBinaryJob, BaseJob
+
+if TYPE_CHECKING:
+    from gear.server.counters import FunctionCounts
 
 __all__ = [
     "DONE",
@@ -150,6 +153,7 @@ class FunctionQueue:
         "running",
         "scheduled",
         "sleepers",
+        "stats",
         "uniques",
         "workers",
     )
@@ -168,6 +172,8 @@ class FunctionQueue:
         self.sleepers: dict[Session, None] = {}
         self.uniques: dict[bytes, ServerJob] = {}
         self.max_queue: tuple[int, int, int] | None = None
+        #: Where jobs of this function are counted while metrics are on (else None).
+        self.stats: FunctionCounts | None = None
 
     @property
     def queued(self) -> int:

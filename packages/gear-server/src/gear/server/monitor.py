@@ -1,8 +1,8 @@
 """geard's HTTP side: the listener of ``--metrics-port`` and the routes on it.
 
-``/metrics`` and ``/healthz`` live here; the dashboard adds its routes to
-the same table. Everything runs on the server's loop and reads the
-server's state only there.
+``/metrics`` and ``/healthz`` live here; :mod:`~gear.server.dashboard`
+adds the page and ``/api/status`` to the same table. Everything runs on
+the server's loop and reads the server's state only there.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gear.server.counters import JobCounters
+from gear.server.dashboard import Dashboard
 from gear.server.httpd import HttpListener, Request, Response
 
 if TYPE_CHECKING:
@@ -52,6 +53,10 @@ class Monitor:
         self.listener = HttpListener(host, port, self.log.error)
         self.listener.routes["/metrics"] = MetricsPage(server, self.counters)
         self.listener.routes["/healthz"] = self.healthz
+        self.dashboard = Dashboard(server, self.counters, lambda: self.started)
+        self.dashboard.health = lambda: health(server)
+        self.listener.routes.update(self.dashboard.routes())
+        self._sampler: asyncio.TimerHandle | None = None
         server.job_counters = self.counters
 
     @property
@@ -65,8 +70,16 @@ class Monitor:
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.started = time.time()
         await self.listener.start(loop)
+        self._sample()
         host, port = self.listener.address
-        self.log.info("Serving /metrics and /healthz on http://%s:%d/", host, port)
+        self.log.info("Serving the dashboard, /metrics and /healthz on http://%s:%d/", host, port)
+
+    def _sample(self) -> None:
+        self.dashboard.sample()
+        self._sampler = self.listener.loop.call_later(1.0, self._sample)
 
     def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
         self.listener.close()

@@ -21,7 +21,7 @@ from gear.server.transport import Transport
 if TYPE_CHECKING:
     from gear.server.monitor import Monitor
 
-__all__ = ["Runtime", "bind", "bind_error", "new_event_loop"]
+__all__ = ["Runtime", "bind", "bind_error", "engine_compiled", "loop_name", "new_event_loop"]
 
 _T = TypeVar("_T")
 
@@ -33,6 +33,17 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop`` or ``asyncio``: which event loop serves."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def engine_compiled() -> bool:
+    """True when the engine runs as a compiled extension module (mypyc), not Python source."""
+    module = importlib.import_module("gear.server.engine")
+    return not (getattr(module, "__file__", None) or "").endswith(".py")
 
 
 def bind(
@@ -186,7 +197,7 @@ class Runtime(Transport):
             self.socket.getsockname()[0],
             self.port,
             "TLS, " if self.use_ssl else "",
-            "uvloop" if type(self.loop).__module__.startswith("uvloop") else "asyncio",
+            loop_name(self.loop),
         )
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
