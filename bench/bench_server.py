@@ -675,15 +675,16 @@ def main() -> None:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(out))
     for name in [c for c in columns if c in POLLERS and "geard" in rounds]:
-        paired = [
-            a.values["fg jobs/s"] / b.values["fg jobs/s"]
-            for a, b in zip(rounds[name], rounds["geard"], strict=True)
-            if isinstance(a.values["fg jobs/s"], float) and isinstance(b.values["fg jobs/s"], float)
-        ]
-        print(
-            "\nfg jobs/s, %s / geard: %.3fx (median of the rounds' ratios: %s)"
-            % (name, statistics.median(paired), ", ".join("%.3f" % r for r in paired))
-        )
+        for row in ("fg jobs/s", "fg jobs/server-CPU-s"):
+            paired = [
+                a.values[row] / b.values[row]
+                for a, b in zip(rounds[name], rounds["geard"], strict=True)
+                if isinstance(a.values[row], float) and isinstance(b.values[row], float)
+            ]
+            print(
+                "\n%s, %s / geard: %.3fx (median of the rounds' ratios: %s)"
+                % (row, name, statistics.median(paired), ", ".join("%.3f" % r for r in paired))
+            )
     print(
         "\n%s, %d CPUs, python %s; geard: stock asyncio loop; "
         "fg: 16 clients x 8 in flight, 16 workers, %.0fs; %d rounds: medians, and "

@@ -229,6 +229,14 @@ def test_only_get_and_bounded_requests(tmp_path: Path) -> None:
         with socket.create_connection((LOOPBACK, metrics_port), timeout=10) as sock:
             sock.sendall(b"GET /healthz HTTP/2.0\r\n\r\n")
             assert sock.recv(100).startswith(b"HTTP/1.1 505 ")
+        # DNS rebinding: a page elsewhere that names this address cannot read it.
+        for host, answer in (
+            (b"evil.example:80", b"403"),
+            (b"localhost:%d" % metrics_port, b"200"),
+        ):
+            with socket.create_connection((LOOPBACK, metrics_port), timeout=10) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.1 " + answer + b" ")
         # The Gearman side never noticed.
         with RawGearman(geard.port) as raw:
             raw.send(C.ECHO_REQ, b"still here")

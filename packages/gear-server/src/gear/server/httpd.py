@@ -7,11 +7,14 @@ head is at most :data:`MAX_REQUEST_HEAD` bytes and must arrive within
 :data:`REQUEST_TIMEOUT` seconds, a connection lives at most
 :data:`CONNECTION_TIMEOUT` seconds however slowly it reads the answer, at
 most :data:`MAX_CONNECTIONS` are open at once, and a body is never read.
+On a loopback address it also refuses a ``Host`` header that names another
+host, so a web page elsewhere cannot read it through DNS rebinding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ MAX_QUERY_FIELDS = 16
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
@@ -80,12 +84,32 @@ def _text(status: int, text: str) -> Response:
     return Response(status, text.encode() + b"\n")
 
 
-def parse_head(head: bytes) -> Request | Response:
-    """The request in ``head`` (request line and headers), or the error to answer."""
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _host_name(host: str) -> str:
+    """``Host`` without its port, lower case (``[::1]:9464`` -> ``[::1]``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def parse_head(head: bytes, loopback_only: bool = False) -> Request | Response:
+    """The request in ``head`` (request line and headers), or the error to answer.
+
+    ``loopback_only``: refuse a ``Host`` that is not a loopback name.
+    """
     try:
-        line = head.split(b"\r\n", 1)[0].decode("ascii")
-    except UnicodeDecodeError:
+        line, _, headers = head.decode("latin-1").partition("\r\n")
+        line.encode("ascii")
+    except UnicodeEncodeError:
         return _text(400, "bad request line")
+    if loopback_only:
+        for header in headers.split("\r\n"):
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "host" and _host_name(value) not in _LOOPBACK_NAMES:
+                return _text(403, "this listener answers only for localhost")
     parts = line.split(" ")
     if len(parts) != 3 or not parts[1].startswith("/"):
         return _text(400, "bad request line")
@@ -160,7 +184,7 @@ class _HttpConnection(asyncio.Protocol):
         if end > MAX_REQUEST_HEAD:
             self._answer(_text(431, "request head too large"), False)
             return
-        parsed = parse_head(self.buffer[:end])
+        parsed = parse_head(self.buffer[:end], self.listener.loopback)
         self.buffer = b""
         if isinstance(parsed, Response):
             self._answer(parsed, False)
@@ -215,6 +239,8 @@ class HttpListener:
             raise
         self.socket = sock
         self.address: tuple[str, int] = sock.getsockname()[:2]
+        #: Bound to 127.0.0.0/8 or ::1: answer only requests addressed to localhost.
+        self.loopback = ipaddress.ip_address(self.address[0]).is_loopback
         self._server: asyncio.AbstractServer | None = None
 
     @property

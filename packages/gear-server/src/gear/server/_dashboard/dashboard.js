@@ -42,6 +42,13 @@ function chart(values, slots, cls, label) {
   title.textContent = label + ": now " + fmtNumber(values.length ? values[values.length - 1] : 0) +
     ", most " + fmtNumber(Math.max(0, ...values));
   svg.appendChild(title);
+  const axis = document.createElementNS(SVG, "line");
+  axis.setAttribute("class", "axis");
+  axis.setAttribute("x1", String(pad));
+  axis.setAttribute("x2", String(width - pad));
+  axis.setAttribute("y1", String(height - pad));
+  axis.setAttribute("y2", String(height - pad));
+  svg.appendChild(axis);
   if (values.length > 1) {
     const step = (width - 2 * pad) / Math.max(1, Math.max(slots, values.length) - 1);
     const right = width - pad, last = values.length - 1;
