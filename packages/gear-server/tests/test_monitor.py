@@ -10,6 +10,7 @@ import http.client
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,20 @@ def test_counters_fold_names_past_the_limit_into_other() -> None:
     assert counters.label(b"c") == b"__other__" and counters.label(b"a") == b"a"
     assert counters.other.duration.counts[DURATION_BUCKETS.index(0.5)] == 1
     assert sum(counters.other.duration.counts) == 1
+
+
+def test_a_failed_start_leaves_the_metrics_port_free(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(QueueStoreError):
+        Server(0, host=HOST, metrics_port=port, queue_file=tmp_path / "no" / "such" / "q.db")
+    with socket.socket() as again:
+        again.bind((HOST, port))  # nothing holds it
+
+
+def test_a_host_header_for_another_name_is_refused_on_loopback(server: Server) -> None:
+    assert server.monitor is not None
+    with socket.create_connection((HOST, server.monitor.port), timeout=10) as sock:
+        sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: attacker.example\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 403 ")

@@ -177,10 +177,13 @@ class Runtime(Transport):
             self._stopped.set()
             self.log.info("Server stopped")
 
-    def _close_resources(self) -> None:
+    def _close_listeners(self) -> None:
         self.socket.close()
         if self.monitor is not None:
             self.monitor.close()
+
+    def _close_resources(self) -> None:
+        self._close_listeners()
         if self.queue_store is not None:
             self.queue_store.close()
 

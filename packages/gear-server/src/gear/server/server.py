@@ -185,14 +185,14 @@ class Server(Runtime):
 
         if queue_file is not None:
             if queue_store is not None:
-                self.socket.close()
+                self._close_listeners()
                 raise ValueError("give queue_file or queue_store, not both")
             from gear.server.sqlite_store import SQLiteQueueStore
 
             try:
                 self.queue_store = SQLiteQueueStore(queue_file)
             except BaseException:
-                self.socket.close()
+                self._close_listeners()
                 raise
 
         if not _INLINE.get():
