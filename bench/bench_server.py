@@ -467,7 +467,7 @@ class Result:
 async def http_get(port: int, path: str) -> int:
     """One GET over a fresh connection, as a scraper or a browser's fetch does; bytes read."""
     reader, writer = await asyncio.open_connection(HOST, port)
-    writer.write(("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode())
+    writer.write(("GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (path, HOST, port)).encode())
     body = await reader.read()
     writer.close()
     if not body.startswith(b"HTTP/1.1 200 "):
