@@ -17,6 +17,13 @@ example ``git archive main | tar -x -C DIR``), run by the same Python with
 DIR's gear-core, gear-acl and gear-server sources first on its path, so one
 run compares a change with what it started from.
 
+``geard+metrics`` and ``geard+dashboard`` run geard with ``--metrics-port``
+while the load runs: the first is scraped (``/metrics``) once a second, the
+second has its dashboard open (``/`` once, then ``/api/status`` once a
+second, as the page refreshes); the script then prints the paired ratios of
+their foreground rates and jobs per server CPU-second to plain geard's.
+``--fg-only`` skips the background and idle scenarios for such runs.
+
 Scenarios: foreground jobs/s (many clients and workers, jobs in flight);
 serial round-trip latency (one job in flight); background enqueue jobs/s
 with no workers; background drain jobs/s at two queue lengths; RSS bytes per

@@ -229,7 +229,7 @@ class Engine(AclAdmin):
             conn.client_jobs[handle] = job
         self._send(conn, packet(C.JOB_CREATED, handle))
         if fq.stats is not None:  # counters.KIND_*: foreground 0, background 1, scheduled 2
-            fq.stats.submitted[2 if when is not None else int(background)] += 1
+            fq.stats.submitted[2 if when is not None else background] += 1
         if background and self.queue_store is not None:
             self.queue_store.add(
                 StoredJob(handle, name, job._unique, arguments, job.precedence, when)

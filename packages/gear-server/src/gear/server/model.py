@@ -94,7 +94,6 @@ class ServerJob(BaseBinaryJob, BaseJob):  # type: ignore[misc]  # name is bytes
     state = QUEUED
     retries = 0
     when: float | None = None
-    assigned = 0.0  # clock() at assignment, kept only while metrics are on
     timer: TimerHandle | None = None
     function: FunctionQueue | None = None
 
@@ -114,6 +113,8 @@ class ServerJob(BaseBinaryJob, BaseJob):  # type: ignore[misc]  # name is bytes
             [client_connection] if client_connection is not None else ()
         )
         self.background = client_connection is None
+        self.assigned = 0.0  # clock() at assignment while metrics are on; set here, not
+        # later, so every job's attribute dict has the same shape (adding a key costs more)
 
     @property
     def client_connection(self) -> Session | None:
