@@ -24,6 +24,13 @@ example ``git archive main | tar -x -C DIR``), run by the same Python with
 DIR's gear-core, gear-acl and gear-server sources first on its path, so one
 run compares a change with what it started from.
 
+``geard+metrics`` and ``geard+dashboard`` run geard with ``--metrics-port``
+while the load runs: the first is scraped (``/metrics``) once a second, the
+second has its dashboard open (``/`` once, then ``/api/status`` once a
+second, as the page refreshes); the script then prints the paired ratios of
+their foreground rates and jobs per server CPU-second to plain geard's.
+``--fg-only`` skips the background and idle scenarios for such runs.
+
 Scenarios: foreground jobs/s (many clients and workers, jobs in flight);
 serial round-trip latency (one job in flight); background enqueue jobs/s
 with no workers; background drain jobs/s at two queue lengths; RSS bytes per
@@ -119,11 +126,18 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     env: dict[str, str] | None = None
+    #: HTTP paths fetched once a second while the load runs (``--metrics-port`` servers).
+    poll: tuple[str, ...] = ()
+    http_port: int = 0
 
     def start(self) -> None:
         self.port = free_port()
+        argv = self.argv(self.port)
+        if self.poll:
+            self.http_port = free_port()
+            argv += ["--metrics-port", str(self.http_port)]
         self.proc = subprocess.Popen(
-            self.argv(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
         )
         wait_port(self.port, self.proc)
 
@@ -169,6 +183,15 @@ def baseline_env(checkout: Path) -> dict[str, str]:
     return env
 
 
+#: geard with its HTTP listener, and what an observer fetches from it every second:
+#: Prometheus scraping (15 times as often as its default), or the dashboard page
+#: open in a browser (the page itself once, then its JSON as the page refreshes).
+POLLERS = {
+    "geard+metrics": ("/metrics",),
+    "geard+dashboard": ("/api/status",),
+}
+
+
 def make_servers(names: list[str], tmp: Path, baseline: Path | None = None) -> list[ServerProcess]:
     quiet = tmp / "warning.conf"
     quiet.write_text(
@@ -178,7 +201,16 @@ def make_servers(names: list[str], tmp: Path, baseline: Path | None = None) -> l
     )
     servers = []
     for name in names:
-        if name == "geard":
+        if name in POLLERS:
+            servers.append(
+                ServerProcess(
+                    name,
+                    lambda p: [sys.executable, "-m", "gear.cmd.geard", "-d", "-p", str(p),
+                               "--listen-address", HOST, "--log-config", str(quiet)],
+                    poll=POLLERS[name],
+                )
+            )  # fmt: skip
+        elif name == "geard":
             servers.append(
                 ServerProcess(
                     "geard",
@@ -513,6 +545,40 @@ class Result:
     values: dict[str, float | str] = field(default_factory=dict)
 
 
+async def http_get(port: int, path: str) -> int:
+    """One GET over a fresh connection, as a scraper or a browser's fetch does; bytes read."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(("GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (path, HOST, port)).encode())
+    body = await reader.read()
+    writer.close()
+    if not body.startswith(b"HTTP/1.1 200 "):
+        raise SystemExit("GET %s: %r" % (path, body[:80]))
+    return len(body)
+
+
+async def observe(server: ServerProcess) -> None:
+    """Fetch the server's HTTP paths once a second until cancelled."""
+    if server.poll == ("/api/status",):
+        await http_get(server.http_port, "/")
+    while True:
+        for path in server.poll:
+            await http_get(server.http_port, path)
+        await asyncio.sleep(1.0)
+
+
+async def foreground_observed(server: ServerProcess, seconds: float) -> float:
+    observer = asyncio.ensure_future(observe(server)) if server.poll else None
+    try:
+        return await foreground(server.port, seconds)
+    finally:
+        if observer is not None:
+            observer.cancel()
+            try:
+                await observer
+            except asyncio.CancelledError:
+                pass
+
+
 async def guard(coro: Any, timeout: float) -> Any:
     """A scenario that stalls (gear 0.16 can) is reported, not fatal."""
     try:
@@ -535,7 +601,7 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
     server.start()
     try:
         cpu0, started = server.cpu(), time.monotonic()
-        r["fg jobs/s"] = await guard(foreground(server.port, args.duration), limit)
+        r["fg jobs/s"] = await guard(foreground_observed(server, args.duration), limit)
         cpu, wall = server.cpu() - cpu0, time.monotonic() - started
         r["fg jobs/server-CPU-s"] = per_cpu(r["fg jobs/s"], wall, cpu)
         # The sleeping-worker shape: 16 workers that GRAB_JOB_UNIQ, PRE_SLEEP on
@@ -561,6 +627,8 @@ async def run_server(server: ServerProcess, args: argparse.Namespace) -> Result:
             r["serial server CPU-us/job"] = (server.cpu() - cpu0) * 1e6 / jobs
     finally:
         server.stop()
+    if args.fg_only:
+        return result
 
     server.start()
     try:
@@ -631,7 +699,7 @@ def main() -> None:
         default="geard-compiled,geard-pure,gearmand",
         help="comma-separated: geard-compiled (mypyc wheels, default loop: uvloop), geard-pure"
         " (pure Python, --loop asyncio), geard (this environment, default loop), geard-uvloop,"
-        " gearmand, gear016, floor, floor-uvloop, geard-base",
+        " gearmand, gear016, floor, floor-uvloop, geard-base, geard+metrics, geard+dashboard",
     )
     parser.add_argument(
         "--baseline",
@@ -642,6 +710,11 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=1000)
     parser.add_argument("--queued", type=int, default=100_000)
     parser.add_argument("--idle", type=int, default=5000, help="idle connections (0 to skip)")
+    parser.add_argument(
+        "--fg-only",
+        action="store_true",
+        help="only the foreground and latency runs (for geard+metrics, geard+dashboard)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of every server in turn; medians are shown"
     )
@@ -698,6 +771,17 @@ def main() -> None:
         if i == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(out))
+    for name in [c for c in columns if c in POLLERS and "geard" in rounds]:
+        for row in ("fg jobs/s", "fg jobs/server-CPU-s"):
+            paired = [
+                a.values[row] / b.values[row]
+                for a, b in zip(rounds[name], rounds["geard"], strict=True)
+                if isinstance(a.values[row], float) and isinstance(b.values[row], float)
+            ]
+            print(
+                "\n%s, %s / geard: %.3fx (median of the rounds' ratios: %s)"
+                % (row, name, statistics.median(paired), ", ".join("%.3f" % r for r in paired))
+            )
     print(
         "\n%s, %d CPUs, python %s; fg: 16 clients x 8 in flight, 16 workers; sleep fg: "
         "4 clients x 32 in flight, 16 sleeping workers; %.0fs each; %d rounds: medians, and "

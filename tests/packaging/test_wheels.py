@@ -52,6 +52,12 @@ def test_no_file_is_in_two_wheels(wheels: dict[str, Path]) -> None:
         assert any(n.endswith("py.typed") for n in _files(wheels[dist])), dist
 
 
+def test_the_dashboard_ships_in_gear_server(wheels: dict[str, Path]) -> None:
+    files = _files(wheels["gear-server"])
+    for name in ("index.html", "dashboard.js", "dashboard.css"):
+        assert "gear/server/_dashboard/" + name in files
+
+
 def _venv_with(tmp_path: Path, wheels: dict[str, Path], dists: list[str]) -> Path:
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)

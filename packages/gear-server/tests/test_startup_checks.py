@@ -90,6 +90,19 @@ CASES: dict[str, Case] = {
         1,
         ("--listen-address", "no-such-host.invalid"),
     ),
+    "metrics-port-busy": Case(
+        lambda s: ["--metrics-port", str(s.busy_port)],
+        1,
+        ("--metrics-address, --metrics-port", "127.0.0.1 port {busy_port}", "already in use"),
+    ),
+    "metrics-address-unknown": Case(
+        lambda s: ["--metrics-port", "0", "--metrics-address", "no-such-host.invalid"],
+        1,
+        ("--metrics-address, --metrics-port", "no-such-host.invalid"),
+    ),
+    "metrics-max-functions-zero": Case(
+        lambda s: ["--metrics-max-functions", "0"], 2, ("--metrics-max-functions", "0")
+    ),
     "limit-zero": Case(lambda s: ["--max-connections", "0"], 2, ("--max-connections", "0")),
     "ssl-cert-missing": Case(
         lambda s: s.tls(cert=str(s.folder / "nope.pem")),

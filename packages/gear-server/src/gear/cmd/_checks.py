@@ -19,6 +19,7 @@ from gear.errors import ConfigurationError
 
 __all__ = [
     "apply_log_config",
+    "check_metrics",
     "check_queue_file",
     "check_tls",
     "load_acl",
@@ -54,6 +55,16 @@ def number(kind: type[int] | type[float], least: float) -> Callable[[str], float
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def check_metrics() -> None:
+    """``--metrics-port`` needs prometheus_client, the ``metrics`` extra."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "--metrics-port needs the prometheus_client package: pip install 'gear-server[metrics]'"
+        ) from None
 
 
 #: More than any key, certificate bundle or logging config needs.

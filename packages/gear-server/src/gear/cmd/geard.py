@@ -225,6 +225,31 @@ class Server:
             default="auto",
             help="event loop: auto (uvloop when installed, the default), asyncio or uvloop",
         )
+        parser.add_argument(
+            "--metrics-port",
+            dest="metrics_port",
+            type=_checks.port,
+            default=None,
+            metavar="PORT",
+            help="serve /metrics (Prometheus) and /healthz over HTTP on this port "
+            "(needs gear-server[metrics]; default: off)",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            dest="metrics_address",
+            default="127.0.0.1",
+            metavar="ADDRESS",
+            help="address the --metrics-port listener binds (default: 127.0.0.1)",
+        )
+        parser.add_argument(
+            "--metrics-max-functions",
+            dest="metrics_max_functions",
+            type=_checks.number(int, 1),
+            default=None,
+            metavar="N",
+            help="functions with metrics labels of their own; the rest are counted as "
+            'function="__other__" (default: %d)' % limits.DEFAULT_METRICS_MAX_FUNCTIONS,
+        )
         parser.add_argument("--version", dest="version", action="store_true", help="show version")
         self.args = parser.parse_args(argv)
         return self.args
@@ -266,6 +291,8 @@ class Server:
             check_event_loop(args.loop)
         except ImportError as e:
             raise ConfigurationError("--loop uvloop: %s" % e) from None
+        if args.metrics_port is not None:
+            _checks.check_metrics()
 
     def setup_logging(self) -> None:
         """Configure logging: a fileConfig file, else INFO to stderr (or the log file)."""
@@ -302,6 +329,8 @@ class Server:
             "max_function_name",
             "max_unique_id",
             "max_client_id",
+            "metrics_port",
+            "metrics_max_functions",
         ):
             value = getattr(self.args, name)
             if value is not None:
@@ -314,6 +343,7 @@ class Server:
         Raise :class:`~gear.errors.ConfigurationError` with one line naming
         the option when the server cannot start.
         """
+        from gear.server.httpd import HttpListenError
         from gear.server.server import Server as GearServer
         from gear.server.store import QueueStoreError
 
@@ -335,12 +365,18 @@ class Server:
                 tcp_keepidle=self.args.tcp_keepidle,
                 tcp_keepintvl=self.args.tcp_keepintvl,
                 tcp_keepcnt=self.args.tcp_keepcnt,
+                metrics_address=self.args.metrics_address,
                 event_loop=self.args.loop,
                 **self._server_options(),
             )
         except QueueStoreError as e:
             flag = "--queue-url" if self.args.queue_url else "--queue-file"
             raise ConfigurationError("%s: %s" % (flag, e)) from None
+        except HttpListenError as e:
+            raise ConfigurationError(
+                "cannot listen on %s port %d (--metrics-address, --metrics-port): %s"
+                % (self.args.metrics_address, self.args.metrics_port, e.strerror or e)
+            ) from None
         except OSError as e:
             cause = e.__cause__ if isinstance(e.__cause__, OSError) else e
             host = self.args.listen_address

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
     "DEFAULT_MAX_PARTIAL_TOTAL",
     "DEFAULT_MAX_UNIQUE_ID",
+    "DEFAULT_METRICS_MAX_FUNCTIONS",
     "DEFAULT_PARTIAL_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
@@ -50,6 +51,8 @@ DEFAULT_MAX_UNIQUE_ID = 64
 """Longest unique id (gearmand's limit)."""
 DEFAULT_MAX_CLIENT_ID = 128
 """Longest client id (SET_CLIENT_ID)."""
+DEFAULT_METRICS_MAX_FUNCTIONS = 1000
+"""Functions with ``/metrics`` labels of their own; later ones count as ``__other__``."""
 MAX_TIMEOUT = 2**31 - 1
 """Largest CAN_DO_TIMEOUT, in seconds."""
 MAX_EPOCH = 2**40

@@ -20,6 +20,7 @@ from gear.errors import RemoteProtocolError
 from gear.server._compiled import mypyc_attr
 from gear.server.acl_admin import AclAdmin, ACLLike
 from gear.server.config import ServerOptions, default_max_connections
+from gear.server.counters import OUTCOME_COMPLETE, OUTCOME_FAIL
 from gear.server.model import (
     DONE,
     QUEUED,
@@ -155,6 +156,8 @@ class Engine(AclAdmin):
         fq = self.function_queues.get(name)
         if fq is None:
             fq = self.function_queues[name] = FunctionQueue(name)
+            if self.job_counters is not None:
+                fq.stats = self.job_counters.counts(name)
         return fq
 
     def _new_function(self, name: bytes) -> FunctionQueue:
@@ -162,7 +165,7 @@ class Engine(AclAdmin):
         fq = self.function_queues.get(name)
         if fq is None:
             check_field(name, "function name", self.max_function_name)
-            fq = self.function_queues[name] = FunctionQueue(name)
+            fq = self._function(name)
         return fq
 
     def _release(self, fq: FunctionQueue) -> None:
@@ -235,6 +238,8 @@ class Engine(AclAdmin):
         if not background:
             conn.client_jobs[handle] = job
         self._send(conn, packet(C.JOB_CREATED, handle))
+        if fq.stats is not None:  # counters.KIND_*: foreground 0, background 1, scheduled 2
+            fq.stats.submitted[2 if when is not None else background] += 1
         if background and self.queue_store is not None:
             self.queue_store.add(
                 StoredJob(handle, name, job._unique, arguments, job.precedence, when)
@@ -330,6 +335,8 @@ class Engine(AclAdmin):
         fq.running += 1
         self.running_jobs += 1
         conn.worker_jobs[job.handle] = job
+        if fq.stats is not None:
+            job.assigned = self.clock()
         timeout = conn.timeouts.get(fq.name)
         if timeout:
             job.timer = self.timers.call_later(timeout, self._expire, job, conn)
@@ -395,12 +402,14 @@ class Engine(AclAdmin):
         data = packet(C.WORK_FAIL, job.handle)
         for client in job.clients:
             self._send(client, data)
-        self._finish(job)
+        self._finish(job, OUTCOME_FAIL)
 
-    def _finish(self, job: ServerJob) -> None:
-        """A running job ended (complete, fail, exception or timeout)."""
+    def _finish(self, job: ServerJob, outcome: int = OUTCOME_COMPLETE) -> None:
+        """A running job ended (complete, fail, exception or timeout: ``counters.OUTCOME_*``)."""
         fq = job.function
         assert fq is not None
+        if fq.stats is not None:
+            fq.stats.ended(outcome, self.clock() - job.assigned if job.assigned else -1.0)
         if job.state == RUNNING:
             fq.running -= 1
             self.running_jobs -= 1

@@ -22,6 +22,7 @@ from gear.packet import Packet
 from gear.server import schedule
 from gear.server._compiled import mypyc_attr
 from gear.server.config import MAX_EPOCH, MAX_TIMEOUT
+from gear.server.counters import OUTCOME_COMPLETE, OUTCOME_EXCEPTION, OUTCOME_FAIL
 from gear.server.hooks import packet_hook
 from gear.server.model import QUEUED, SCHEDULED, ServerJob, Session, check_field
 from gear.server.outbox import NO_JOB, NOOP, packet
@@ -79,6 +80,8 @@ _SUBMIT_MODES: dict[int, tuple[int, bool]] = {
 _Handler = Callable[[Session, bytes], None]
 #: A default ``handleX``: a plain function from :mod:`gear.server.hooks`, bound as a method.
 _Hook = Callable[[Any, Packet], None]
+
+_OUTCOMES = {C.WORK_FAIL: OUTCOME_FAIL, C.WORK_EXCEPTION: OUTCOME_EXCEPTION}
 
 
 def _bounded_int(raw: bytes, what: str, high: int) -> int:
@@ -389,7 +392,7 @@ class Handlers(StoreEvents):
         job = self._worker_job(conn, data, C.WORK_FAIL)
         if job is not None:
             self._forward(job, C.WORK_FAIL, data)
-            self._finish(job)
+            self._finish(job, OUTCOME_FAIL)
 
     def _on_work_exception(self, conn: Session, data: bytes) -> None:
         handle, _ = split_arguments(C.WORK_EXCEPTION, data)
@@ -404,7 +407,7 @@ class Handlers(StoreEvents):
             else:
                 fail = fail or packet(C.WORK_FAIL, handle)
                 self._send(client, fail)
-        self._finish(job)
+        self._finish(job, OUTCOME_EXCEPTION)
 
     # ------------------------------------------------------------------
     # gear 0.16 override points and helpers
@@ -455,4 +458,4 @@ class Handlers(StoreEvents):
             return
         self._forward(job, packet.ptype, data)
         if finished:
-            self._finish(job)
+            self._finish(job, _OUTCOMES.get(packet.ptype, OUTCOME_COMPLETE))

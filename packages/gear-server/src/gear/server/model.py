@@ -11,12 +11,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gear.codec import Decoder
 from gear.constants import PRECEDENCE_HIGH, PRECEDENCE_LOW, PRECEDENCE_NORMAL
 from gear.errors import RemoteProtocolError
 from gear.job import BaseBinaryJob, BaseJob
+
+if TYPE_CHECKING:
+    from gear.server.counters import FunctionCounts
 
 __all__ = [
     "DONE",
@@ -110,6 +113,8 @@ class ServerJob(BaseBinaryJob, BaseJob):  # type: ignore[misc]  # name is bytes
             [client_connection] if client_connection is not None else ()
         )
         self.background = client_connection is None
+        self.assigned = 0.0  # clock() at assignment while metrics are on; set here, not
+        # later, so every job's attribute dict has the same shape (adding a key costs more)
 
     @property
     def client_connection(self) -> Session | None:
@@ -149,6 +154,7 @@ class FunctionQueue:
         "running",
         "scheduled",
         "sleepers",
+        "stats",
         "uniques",
         "workers",
     )
@@ -167,6 +173,8 @@ class FunctionQueue:
         self.sleepers: dict[Session, None] = {}
         self.uniques: dict[bytes, ServerJob] = {}
         self.max_queue: tuple[int, int, int] | None = None
+        #: Where jobs of this function are counted while metrics are on (else None).
+        self.stats: FunctionCounts | None = None
 
     @property
     def queued(self) -> int:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 import struct
+import time
 from collections.abc import Callable, Iterable
 from typing import cast
 
 from gear import constants as C
 from gear.admin import ServerAdminRequest
 from gear.server._compiled import mypyc_attr
+from gear.server.counters import JobCounters
 from gear.server.model import Session, Timers
 from gear.server.stats import Stats
 from gear.server.store import QueueStore
@@ -77,6 +79,11 @@ class Outbox(Stats):
     _stopping: bool
 
     def _init_outbox(self) -> None:
+        #: Set by the metrics endpoint; None keeps every count off the fast path.
+        self.job_counters: JobCounters | None = None
+        #: True from a failed store commit until one succeeds (``/healthz`` says 503).
+        self.store_failing = False
+        self._commit_started = 0.0
         self._store_dirty = False
         self._committing = False
         self._commit_gen = 0
@@ -114,13 +121,22 @@ class Outbox(Stats):
         self._store_dirty = False
         if self.queue_store is None:
             return True
+        started = time.perf_counter()
         try:
             self.queue_store.flush()
         except Exception:
             self._store_dirty = True
+            self.store_failing = True
             self.log.exception("Queue store write failed: dropping this turn's replies")
             return False
+        self._store_committed(started)
         return True
+
+    def _store_committed(self, started: float) -> None:
+        self.store_failing = False
+        counters = self.job_counters
+        if counters is not None:
+            counters.committed(time.perf_counter() - started)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -168,6 +184,7 @@ class Outbox(Stats):
             return False
         self._commit_gen += 1
         done = _commit_callback(self.timers, self._committed, self._commit_gen)
+        self._commit_started = time.perf_counter()
         if not store.flush_async(done):
             return False
         self._store_dirty = False
@@ -187,12 +204,14 @@ class Outbox(Stats):
         held, self._held = self._held, {}
         if error is not None:
             self._store_dirty = True  # the store keeps the batch for the next flush
+            self.store_failing = True
             self.log.error("Queue store write failed: %s; dropping the held replies", error)
             for conn in held:
                 conn.closed = True
                 conn.abort()
             self.timers.call_later(0.5, self._store_changed)  # retry, but do not spin
             return
+        self._store_committed(self._commit_started)
         for conn, data in held.items():
             if not conn.closed:
                 self._write(conn, data)

@@ -15,10 +15,13 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gear.server._build import BUILD
 from gear.server.transport import Transport
+
+if TYPE_CHECKING:
+    from gear.server.monitor import Monitor
 
 __all__ = [
     "EVENT_LOOPS",
@@ -26,6 +29,7 @@ __all__ = [
     "bind",
     "bind_error",
     "check_event_loop",
+    "engine_compiled",
     "loop_name",
     "new_event_loop",
 ]
@@ -67,6 +71,12 @@ def check_event_loop(kind: str) -> None:
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     """``uvloop`` or ``asyncio``: what the start-up line says geard runs on."""
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def engine_compiled() -> bool:
+    """True when the engine runs as a compiled extension module (mypyc), not Python source."""
+    module = importlib.import_module("gear.server.engine")
+    return not (getattr(module, "__file__", None) or "").endswith(".py")
 
 
 def bind(
@@ -131,6 +141,8 @@ class Runtime(Transport):
         self._startup_error: BaseException | None = None
         self._inline = False
         self._on_stop: Callable[[], None] = lambda: None
+        #: The HTTP listener of ``metrics_port`` (None without one).
+        self.monitor: Monitor | None = None
 
     def _bind(self, port: int | str) -> socket.socket:
         return bind(self.host, port, self.backlog, self._set_keepalive if self.keepalive else None)
@@ -203,8 +215,13 @@ class Runtime(Transport):
             self._stopped.set()
             self.log.info("Server stopped")
 
-    def _close_resources(self) -> None:
+    def _close_listeners(self) -> None:
         self.socket.close()
+        if self.monitor is not None:
+            self.monitor.close()
+
+    def _close_resources(self) -> None:
+        self._close_listeners()
         if self.queue_store is not None:
             self.queue_store.close()
 
@@ -225,6 +242,8 @@ class Runtime(Transport):
         self.loop.add_reader(self.socket.fileno(), self._accept)
         self._listening = True
         self.loop.call_later(1.0, self._tick)
+        if self.monitor is not None:
+            await self.monitor.start(self.loop)
         self.log.info(
             "Listening on %s port %s (%s%s event loop, %s build)",
             self.socket.getsockname()[0],
@@ -326,6 +345,8 @@ class Runtime(Transport):
             conn.abort()
         if self.queue_store is not None:
             self.queue_store.close()
+        if self.monitor is not None:
+            self.monitor.close()
         if self.statsd is not None and hasattr(self.statsd, "close"):
             self.statsd.close()
         self._on_stop()

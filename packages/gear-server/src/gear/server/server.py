@@ -29,6 +29,7 @@ from gear.server.config import (
     DEFAULT_MAX_PACKET_SIZE,
     DEFAULT_MAX_PARTIAL_TOTAL,
     DEFAULT_MAX_UNIQUE_ID,
+    DEFAULT_METRICS_MAX_FUNCTIONS,
     DEFAULT_PARTIAL_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
     "DEFAULT_MAX_PARTIAL_TOTAL",
     "DEFAULT_MAX_UNIQUE_ID",
+    "DEFAULT_METRICS_MAX_FUNCTIONS",
     "DEFAULT_PARTIAL_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
@@ -92,6 +94,9 @@ class Server(Runtime):
     ``event_loop`` picks the loop of the server's own thread: ``auto``
     (uvloop when it is installed, which it is by default on CPython on
     Linux and macOS), ``asyncio`` or ``uvloop``.
+    ``metrics_port`` serves ``/metrics`` and ``/healthz`` over HTTP on
+    ``metrics_address`` (needs ``gear-server[metrics]``), with per-function
+    labels for at most ``metrics_max_functions`` functions.
     Call :meth:`shutdown` to stop.
     """
 
@@ -131,6 +136,9 @@ class Server(Runtime):
         max_unique_id: int = DEFAULT_MAX_UNIQUE_ID,
         max_client_id: int = DEFAULT_MAX_CLIENT_ID,
         event_loop: str = "auto",
+        metrics_port: int | None = None,
+        metrics_address: str = "127.0.0.1",
+        metrics_max_functions: int = DEFAULT_METRICS_MAX_FUNCTIONS,
     ) -> None:
         check_event_loop(event_loop)
         #: ``auto`` (uvloop when installed), ``asyncio`` or ``uvloop``.
@@ -174,13 +182,23 @@ class Server(Runtime):
             if ssl_key and ssl_cert and ssl_ca
             else None
         )
-        self.socket = self._bind(port)
+        if metrics_port is not None:
+            # Bound first: once the Gearman port answers, so does this one.
+            from gear.server.monitor import Monitor
+
+            self.monitor = Monitor(self, metrics_address, metrics_port, metrics_max_functions)
+        try:
+            self.socket = self._bind(port)
+        except BaseException:
+            if self.monitor is not None:
+                self.monitor.close()
+            raise
         #: The port listened on (the real one when ``0`` was given).
         self.port: int = self.socket.getsockname()[1]
         self._dispatch = self._build_dispatch()
 
         if sum(x is not None for x in (queue_file, queue_store, queue_url)) > 1:
-            self.socket.close()
+            self._close_listeners()
             raise ValueError("give one of queue_file, queue_url and queue_store")
         if queue_url is not None:
             from gear.server.postgres_schema import DEFAULT_NODE_LEASE, default_node_id
@@ -193,7 +211,7 @@ class Server(Runtime):
                     lease=DEFAULT_NODE_LEASE if node_lease is None else node_lease,
                 )
             except BaseException:
-                self.socket.close()
+                self._close_listeners()
                 raise
         if queue_file is not None:
             from gear.server.sqlite_store import SQLiteQueueStore
@@ -201,7 +219,7 @@ class Server(Runtime):
             try:
                 self.queue_store = SQLiteQueueStore(queue_file)
             except BaseException:
-                self.socket.close()
+                self._close_listeners()
                 raise
 
         if not _INLINE.get():
