@@ -13,7 +13,7 @@ import contextlib
 import socket
 import ssl
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gear._connect_errors import check_tls_files_readable
 from gear._server_spec import ServerSpec
@@ -89,8 +89,8 @@ class AsyncConnection(asyncio.Protocol):
         return "<gear.AsyncConnection 0x%x host: %s port: %s>" % (id(self), self.host, self.port)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: cast, don't check.
+        self.transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
@@ -153,7 +154,8 @@ class _HttpConnection(asyncio.Protocol):
         self.answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses: cast, don't check.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         listener = self.listener
         if len(listener.connections) >= listener.max_connections:
