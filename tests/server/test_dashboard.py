@@ -258,3 +258,35 @@ def test_the_page_in_chromium_shows_the_workload(workload: Workload, browser: An
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.chart polyline")) >= 4)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
+
+
+def test_api_status_lists_the_postgresql_cluster_nodes(pg_url: str) -> None:
+    """Two nodes on one real PostgreSQL: each node's page lists both, with leases."""
+    nodes = []
+    try:
+        for name in ("alpha", "beta"):
+            nodes.append(
+                gear.Server(
+                    0,
+                    host=LOOPBACK,
+                    queue_url=pg_url,
+                    node_id=name,
+                    node_lease=5,
+                    metrics_port=free_port(),
+                )
+            )
+        port = nodes[0].monitor.port  # type: ignore[union-attr]
+
+        def both_listed() -> bool:
+            cluster = status(port)["cluster"] or {}
+            return {n["node"] for n in cluster.get("nodes", [])} == {"alpha", "beta"}
+
+        until(both_listed, "both nodes on alpha's page")
+        reply = status(port)
+        assert reply["store"]["kind"] == "postgresql"
+        rows = {n["node"]: n for n in reply["cluster"]["nodes"]}
+        assert rows["alpha"]["this node"] is True and rows["beta"]["this node"] is False
+        assert all(0 < n["lease left (s)"] <= 5 for n in rows.values())
+    finally:
+        for node in nodes:
+            node.shutdown()

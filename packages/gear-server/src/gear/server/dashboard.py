@@ -181,7 +181,9 @@ class History:
 def store_status(server: Server) -> dict[str, Any]:
     """What the page says about the queue store.
 
-    The hook for other stores: a store with a ``describe()`` method returns
+    A store shared by a cluster lists its nodes (``cluster_nodes()``, the
+    PostgreSQL store's leases). The hook for other stores: a store with a
+    ``describe()`` method returns
     a JSON-able dict, shown as it is (``kind`` names the store; a clustered
     store adds ``cluster: {"nodes": [{...}, ...]}``, one dict per node,
     for example its name, address, role and lease expiry).
@@ -205,11 +207,29 @@ def store_status(server: Server) -> dict[str, Any]:
         path = getattr(store, "path", None)
         if isinstance(path, str):
             status["path"] = text(path)
+        nodes = store.cluster_nodes()
+        if nodes is not None:
+            status["cluster"] = {
+                "nodes": [
+                    {
+                        "node": text(node.node_id),
+                        "epoch": node.epoch,
+                        "lease left (s)": round(node.lease_left, 1),
+                        "jobs": node.jobs,
+                        "this node": node.is_self,
+                    }
+                    for node in nodes[:_MAX_NODES]
+                ]
+            }
         describe: Callable[[], dict[str, Any]] | None = getattr(store, "describe", None)
         if callable(describe):
             status.update(describe())
     status["failing"] = server.store_failing
     return status
+
+
+_MAX_NODES = 50
+"""Cluster nodes listed at most (the page shows 50)."""
 
 
 class Dashboard:
