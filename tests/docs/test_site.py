@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.browser import chromium
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCREENSHOTS = DOCS / "_build" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 #: gear.Client's hooks: documented in their own section, after the methods you call.
 CLIENT_HOOKS = ("handlePacket", "handleDisconnect", "reportTimingStats")
@@ -84,32 +83,8 @@ def test_client_reference_lists_user_methods_before_hooks(site: Path) -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium through chromedriver, 1280 px wide, with a fresh profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt-get install chromium chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = Path(__import__("tempfile").mkdtemp(prefix="gear-chromium-"))
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--user-data-dir=%s" % profile,
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        driver.set_page_load_timeout(60)
+    with chromium(1280, 1000) as driver:
         yield driver
-    finally:
-        driver.quit()
-        __import__("shutil").rmtree(profile, ignore_errors=True)
 
 
 MEASURE = """

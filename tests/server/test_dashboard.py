@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.browser import chromium
 from fixtures.geard import RawGearman
 from fixtures.geard_process import running_geard
 from fixtures.peers import Harness
@@ -29,8 +28,6 @@ from gear.server._version import __version__
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCREENSHOT = DOCS / "_build" / "screenshots" / "dashboard.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 
 
@@ -195,32 +192,8 @@ def test_the_page_and_its_assets_are_served_read_only(workload: Workload) -> Non
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium through chromedriver, with a fresh profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt-get install chromium chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = Path(tempfile.mkdtemp(prefix="gear-dashboard-"))
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--user-data-dir=%s" % profile,
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        driver.set_page_load_timeout(60)
+    with chromium(1280, 900) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_the_page_in_chromium_shows_the_workload(workload: Workload, browser: Any) -> None:
