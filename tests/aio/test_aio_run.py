@@ -211,3 +211,25 @@ def test_after_the_first_signal_no_new_job_is_taken(
             assert (second.known, second.running, second.done) == (True, False, False)
 
     run(main())
+
+
+def test_leaving_serving_by_an_exception_with_no_job_running_requeues_nothing(
+    gear_server: InProcessServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Idle runners hold no job: no "requeueing" warning (Ctrl-C before run() took over)."""
+    worker = gear.AsyncWorker("idle-stop", [gear_server.address])
+
+    @worker.function("echo")
+    async def echo(job: Any) -> bytes:
+        return bytes(job.arguments)
+
+    async def main() -> None:
+        async with worker:
+            with pytest.raises(KeyError):
+                async with worker.serving(concurrency=4):
+                    await asyncio.sleep(0)
+                    raise KeyError("stop")
+
+    with caplog.at_level(logging.WARNING):
+        run(main())
+    assert "equeueing" not in caplog.text, caplog.text

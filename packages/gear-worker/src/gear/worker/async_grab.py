@@ -61,6 +61,8 @@ class AsyncGrabber(AsyncBase):
         self._waiters: deque[asyncio.Future[AsyncWorkerJob]] = deque()
         self._stopping = False
         self._runners: set[asyncio.Task[None]] = set()
+        #: Jobs whose handler is running now (what a drain may have to requeue).
+        self._running_jobs = 0
         self._generation = 0
 
     def register(self, name: str | bytes, timeout: int | None = None) -> None:

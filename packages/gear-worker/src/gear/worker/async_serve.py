@@ -126,6 +126,15 @@ class AsyncServing(AsyncGrabber):
     async def _run(
         self, table: dict[bytes, JobFunction], job: AsyncWorkerJob, on_cancel: OnCancel
     ) -> None:
+        self._running_jobs += 1
+        try:
+            await self._run_counted(table, job, on_cancel)
+        finally:
+            self._running_jobs -= 1
+
+    async def _run_counted(
+        self, table: dict[bytes, JobFunction], job: AsyncWorkerJob, on_cancel: OnCancel
+    ) -> None:
         hooks = self.hooks
         if hooks is None:
             await self._call(table, job, on_cancel)
@@ -366,8 +375,9 @@ class AsyncServing(AsyncGrabber):
                 if hurry is not None:
                     hurry.cancel()
                 if not task.done():
-                    left = len([r for r in self._runners if not r.done()])
-                    self.log.warning("Requeueing the jobs of %d unfinished handlers", left)
+                    # Idle runners (waiting for a job) hold nothing to requeue.
+                    if self._running_jobs:
+                        self.log.warning("Requeueing %d running jobs", self._running_jobs)
                     task.cancel()
                 await asyncio.wait((task,))
                 stopper.cancel()
