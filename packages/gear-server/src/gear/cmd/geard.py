@@ -48,6 +48,7 @@ class Server:
         self._ready_fd: int | None = None
         self._acl: Any = None
         self._signalled = False
+        self._early_signal: int | None = None
 
     def parse_arguments(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         self.args = build_parser().parse_args(argv)
@@ -190,6 +191,7 @@ class Server:
         name = signal.Signals(signum).name
         log = logging.getLogger("gear.geard")
         if self.server is None:
+            self._early_signal = signum  # acted on once the server has started
             return
         if self._signalled:
             log.info("Received %s again, stopping now", name)
@@ -202,6 +204,9 @@ class Server:
     def serve(self) -> int:
         """Start the server and block until a signal or ``shutdown`` stops it."""
         log = logging.getLogger("gear.geard")
+        # SIGTERM's default would kill geard if it came while the server is
+        # starting (it already listens then): take it over first.
+        signal.signal(signal.SIGTERM, self._on_signal)
         try:
             self.start()
         except ConfigurationError as e:
@@ -210,9 +215,10 @@ class Server:
             self._remove_pidfile()  # before the shell hears of the failure
             self._report(str(e))
             return 1
-        signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info("geard %s running (pid %d, %s build)", __version__, os.getpid(), BUILD)
+        if self._early_signal is not None:
+            self._on_signal(self._early_signal, None)
         self._report(None)
         while not self.server.wait(1.0):
             pass

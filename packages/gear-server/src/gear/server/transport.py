@@ -173,6 +173,7 @@ class Transport(Inbox):
     async def _attach(self, conn: GeardConnection, sock: Socket) -> None:
         """Make the transport (after the TLS handshake, bounded in time)."""
         context = self._ssl_context
+        started = self.loop.time()
         try:
             await self.loop.connect_accepted_socket(
                 lambda: conn,
@@ -184,7 +185,15 @@ class Transport(Inbox):
             sock.close()
             if not isinstance(e, Exception):
                 raise
-            if isinstance(e, (TimeoutError, ConnectionAbortedError)):
+            # asyncio and uvloop both abort a handshake past its deadline with
+            # ConnectionAbortedError, but uvloop also uses it for a peer that
+            # leaves mid-handshake: tell them apart by the time taken.
+            waited = self.loop.time() - started
+            if isinstance(e, TimeoutError) or (
+                isinstance(e, ConnectionAbortedError)
+                and context is not None
+                and waited >= 0.9 * self.tls_handshake_timeout
+            ):
                 self._log_limited(
                     "handshake-timeout",
                     logging.INFO,
