@@ -137,8 +137,10 @@ def test_tls_handshakes_count_toward_the_limit_and_time_out(tmp_path: Path, cert
     flags = ("--max-connections", "8", "--tls-handshake-timeout", "1")
     with running_geard(tmp_path, *geard_tls_flags(certs), *flags) as geard:
         context = client_context(certs.ca, certs.client)
-        # spawn_geard's readiness probe connected and left: wait until it is gone.
-        wait_until(lambda: "TLS handshake failed" in geard.log_text(), what="probe not seen")
+        # spawn_geard's readiness probe connected and left: wait until it is gone
+        # (how a peer leaving mid-handshake is reported depends on the loop and
+        # on timing, so take either line).
+        wait_until(lambda: "TLS handshake" in geard.log_text(), what="probe not seen")
         silent = [socket.create_connection((LOOPBACK, geard.port)) for _ in range(8)]
         try:
             # Eight connections that never send a ClientHello fill the limit
