@@ -96,6 +96,9 @@ class ServerJob(BaseBinaryJob, BaseJob):  # type: ignore[misc]  # name is bytes
     when: float | None = None
     timer: TimerHandle | None = None
     function: FunctionQueue | None = None
+    #: clock() at assignment, kept only while metrics are on (a class default costs a
+    #: queued job nothing)
+    assigned = 0.0
 
     def __init__(
         self,
@@ -113,8 +116,6 @@ class ServerJob(BaseBinaryJob, BaseJob):  # type: ignore[misc]  # name is bytes
             [client_connection] if client_connection is not None else ()
         )
         self.background = client_connection is None
-        self.assigned = 0.0  # clock() at assignment while metrics are on; set here, not
-        # later, so every job's attribute dict has the same shape (adding a key costs more)
 
     @property
     def client_connection(self) -> Session | None:
