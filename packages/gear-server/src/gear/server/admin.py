@@ -51,7 +51,11 @@ class Admin(Handlers):
         """Answer one admin line in gear 0.16's formats (gearmand's where 0.16 had none)."""
         words = request.command.split()
         verb = words[0].lower()
-        if verb in ADMIN_VERBS and not self._may_admin(request):
+        if (
+            verb in ADMIN_VERBS
+            and self.acl is not None
+            and not self._may(cast(Session, request.connection), "admin", request.command, request)
+        ):
             return
         if verb == b"cancel" and len(words) > 1 and words[1].lower() == b"job":
             self.handleCancelJob(request)
