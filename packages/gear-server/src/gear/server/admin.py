@@ -128,11 +128,17 @@ class Admin(Handlers):
             if fq.workers or fq.total or name in self.functions
         ]
 
+    def _shown(self, value: bytes) -> bytes:
+        """A function name or unique id as listings print it: escaped only if
+        it came from a queue store and breaks today's rules (see store_events)."""
+        listed = self.listed_as
+        return value if listed is None else listed.get(value, value)
+
     def handleStatus(self, request: ServerAdminRequest) -> None:
         self._reply_lines(
             request,
             (
-                b"%s\t%d\t%d\t%d\n" % (fq.name, fq.total, fq.running, fq.workers)
+                b"%s\t%d\t%d\t%d\n" % (self._shown(fq.name), fq.total, fq.running, fq.workers)
                 for fq in self._visible_functions()
             ),
         )
@@ -158,12 +164,13 @@ class Admin(Handlers):
             request,
             (
                 b"%s\t%d\t%d\t%d\t%d\n"
-                % (fq.name, fq.counts[0], fq.counts[1], fq.counts[2], fq.workers)
+                % (self._shown(fq.name), fq.counts[0], fq.counts[1], fq.counts[2], fq.workers)
                 for fq in self._visible_functions()
             ),
         )
 
     def handleWorkers(self, request: ServerAdminRequest) -> None:
+        plain = self.listed_as is None
         self._reply_lines(
             request,
             (
@@ -172,7 +179,7 @@ class Admin(Handlers):
                     conn.fd,
                     conn.host.encode(),
                     conn.client_id or b"-",
-                    b" ".join(conn.abilities),
+                    b" ".join(conn.abilities if plain else map(self._shown, conn.abilities)),
                 )
                 for conn in list(self._connections)
             ),
@@ -190,7 +197,11 @@ class Admin(Handlers):
     def handleShowUniqueJobs(self, request: ServerAdminRequest) -> None:
         self._reply_lines(
             request,
-            (unique + b"\n" for fq in self.function_queues.values() for unique in fq.uniques),
+            (
+                self._shown(unique) + b"\n"
+                for fq in self.function_queues.values()
+                for unique in fq.uniques
+            ),
         )
 
     def handleMaxQueue(self, request: ServerAdminRequest) -> None:
