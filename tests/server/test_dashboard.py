@@ -8,9 +8,7 @@ or just stay connected.
 
 from __future__ import annotations
 
-import http.client
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,10 @@ import gear
 from fixtures.browser import chromium
 from fixtures.geard import RawGearman
 from fixtures.geard_process import running_geard
+from fixtures.http_get import get
 from fixtures.peers import Harness
 from fixtures.servers import LOOPBACK, free_port
+from fixtures.waiting import wait_until
 from gear import constants as C
 from gear.server._version import __version__
 
@@ -31,33 +31,12 @@ SCREENSHOT = DOCS / "_build" / "screenshots" / "dashboard.png"
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 
 
-def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
 def status(port: int, query: str = "") -> dict[str, Any]:
     code, headers, body = get(port, "/api/status" + query)
     assert code == 200 and headers["Content-Type"] == "application/json"
     assert b"<" not in body and b">" not in body  # escaped as \u003c, \u003e
     result: dict[str, Any] = json.loads(body)
     return result
-
-
-def until(predicate: Any, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 class Workload:
@@ -151,7 +130,7 @@ def test_api_status_reports_the_workload(workload: Workload) -> None:
         history = by_name(status(workload.http_port)["functions"])["resize"]["history"]
         return history is not None and max(history["finished_per_s"]) > 0
 
-    until(charted, "the finished jobs to reach the chart")
+    wait_until(charted, timeout=15, interval=0.05, what="the finished jobs never reached the chart")
     history = by_name(status(workload.http_port)["functions"])["idle"]["history"]
     assert history["queued"][-1] == 3 and history["step_seconds"] == 10
 
@@ -254,7 +233,7 @@ def test_api_status_lists_the_postgresql_cluster_nodes(pg_url: str) -> None:
             cluster = status(port)["cluster"] or {}
             return {n["node"] for n in cluster.get("nodes", [])} == {"alpha", "beta"}
 
-        until(both_listed, "both nodes on alpha's page")
+        wait_until(both_listed, timeout=15, interval=0.05, what="both nodes not on alpha's page")
         reply = status(port)
         assert reply["store"]["kind"] == "postgresql"
         rows = {n["node"]: n for n in reply["cluster"]["nodes"]}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -297,3 +299,68 @@ def test_queue_file_is_not_shared(geard: Geard) -> None:
         env={**os.environ},
     )
     assert out.returncode != 0 and b"locked" in out.stderr
+
+
+def old_geard_row(handle: bytes, name: bytes, unique: bytes | None, arguments: bytes) -> bytes:
+    """A ``jobs.job`` blob as geard writes it (schema 2), made here by hand the way
+    an older geard with laxer rules on names and unique ids would have written it."""
+    fields = struct.pack(
+        "<BidIII",
+        1 if unique is None else 0,  # flags: no unique id; not scheduled
+        C.PRECEDENCE_NORMAL,
+        0.0,
+        len(handle),
+        len(name),
+        len(unique or b""),
+    )
+    return fields + handle + name + (unique or b"") + arguments
+
+
+def test_queue_file_rows_refused_today_are_kept_run_and_listed_escaped(geard: Geard) -> None:
+    """Rows an older geard let in (control bytes, 'ERR ', a unique id '.'): geard
+    starts, keeps them, says so once each, and no listing prints a forged line."""
+    geard.start()
+    (good,) = submit_all(geard.port, range(1))
+    geard.stop()
+    forged = b"durable\n.\nERR evil"
+    rows = [
+        (b"H:old:1", forged, None, b"p1"),
+        (b"H:old:2", FUNC, b".", b"p2"),
+        (b"H:old:3", FUNC, b"ERR \x1b[2J", b"p3"),
+    ]
+    db = sqlite3.connect(geard.queue)
+    with db:
+        (last,) = db.execute("SELECT max(seq) FROM jobs").fetchone()
+        db.executemany(
+            "INSERT INTO jobs (seq, attempts, job) VALUES (?, 0, ?)",
+            [(last + i, old_geard_row(*row)) for i, row in enumerate(rows, 1)],
+        )
+    db.close()
+    geard.start()
+    with RawGearman(geard.port) as admin, RawGearman(geard.port) as worker:
+        # The first reply comes after the restore: its log lines are written by then.
+        assert admin.admin("status") == (
+            b"durable\t3\t0\t0\ndurable\\x0a.\\x0aERR evil\t1\t0\t0\n.\n"
+        )
+        log = geard.log.read_text()
+        for handle, why, shown in (
+            ("H:old:1", "function name contains a control character", r"durable\x0a.\x0aERR evil"),
+            ("H:old:2", "unique id '.' would end the show unique jobs listing", r"\x2e"),
+            ("H:old:3", "unique id contains a control character", r"\x45RR \x1b[2J"),
+        ):
+            line = "Queue store %s: kept job %s though a peer could not queue it today: %s; " % (
+                geard.queue,
+                handle,
+                why,
+            )
+            assert line + "listings print it as " + shown + "\n" in log, log
+        assert "Restored 4 background jobs" in log
+        assert admin.admin("show unique jobs") == b"\\x2e\n\\x45RR \\x1b[2J\n.\n"
+        assert len(admin.admin("show jobs").splitlines()) == 5  # four jobs and the end
+        worker.send(C.CAN_DO, forged)
+        worker.sync()
+        assert admin.admin("workers").endswith(b" : durable\\x0a.\\x0aERR evil\n.\n")
+        assert worker.grab() == [b"H:old:1", forged, b"", b"p1"]
+        worker.send(C.WORK_COMPLETE, b"H:old:1\0")
+        worker.sync()
+    assert sorted(drain(geard.port, 3)) == sorted([good, b"p2", b"p3"])

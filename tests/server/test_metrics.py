@@ -8,7 +8,6 @@ parser, so the exposition is checked as Prometheus would read it.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import signal
@@ -25,8 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 import gear
 from fixtures.geard import RawGearman
 from fixtures.geard_process import running_geard
+from fixtures.http_get import get
 from fixtures.peers import Harness
 from fixtures.servers import LOOPBACK, free_port
+from fixtures.waiting import wait_until
 from gear import constants as C
 from gear.server._version import __version__
 
@@ -37,16 +38,6 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 class Address:
     port: int
     host: str = LOOPBACK
-
-
-def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-    try:
-        conn.request(method, path)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
 
 
 def scrape(port: int) -> Samples:
@@ -62,17 +53,6 @@ def scrape(port: int) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def handle(job: Any) -> None:
@@ -140,9 +120,10 @@ def test_a_workload_scraped_over_http_has_exact_values(tmp_path: Path, harness: 
         assert not [key for key in samples if key[0].startswith("geard_store_commit")]
 
         # The holder went away: its job is queued again, and no worker can run it.
-        wait_for(
+        wait_until(
             lambda: value(scrape(metrics_port), "geard_jobs_queued", function="slow") == 1,
-            "the held job to be requeued",
+            interval=0.02,
+            what="the held job was not requeued",
         )
         assert value(scrape(metrics_port), "geard_workers", function="slow") == 0
 
@@ -200,7 +181,11 @@ def test_healthz_is_200_while_serving_and_503_during_a_graceful_shutdown(
             worker.send(C.GRAB_JOB_UNIQ)
             handle = worker.expect(C.JOB_ASSIGN_UNIQ).split(b"\0")[0]
             geard.proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: get(metrics_port, "/healthz")[0] == 503, "/healthz to say 503")
+            wait_until(
+                lambda: get(metrics_port, "/healthz")[0] == 503,
+                interval=0.02,
+                what="/healthz never said 503",
+            )
             status, _, body = get(metrics_port, "/healthz")
             assert (status, body) == (503, b"shutting down\n")
             # /metrics still answers while running jobs finish.

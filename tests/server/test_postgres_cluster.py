@@ -9,6 +9,7 @@ numbers, so lost and duplicated jobs are counted exactly.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import threading
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from fixtures.geard import GEARD, RawGearman, spawn_geard
@@ -403,3 +405,43 @@ def test_large_jobs_are_split_across_statements(
     cluster.append(again)
     seen = Drainer([again.port]).until(24)
     assert sorted(seen) == sorted(b"%d" % i + big for i in range(24))
+
+
+def test_rows_refused_today_are_kept_and_listed_escaped(
+    cluster: list[Node], tmp_path: Path, pg_url: str
+) -> None:
+    """A row an older geard wrote (a control byte in the name, the unique id
+    '.'): the node keeps the job, logs it and lists it escaped."""
+    (node,) = start(cluster, tmp_path, pg_url, 1)
+    assert node.admin("status") == b".\n"  # answered: the store is open, its tables made
+    node.kill9()
+    forged = FUNC + b"\n.\nERR evil"
+
+    async def write_old_row() -> None:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(
+                "INSERT INTO gear_jobs (handle, owner, seq, name, uniq, arguments, precedence)"
+                " VALUES ($1, $2, 1, $3, $4, $5, $6)",
+                *(b"H:old:1", node.name, forged, b".", b"p1", C.PRECEDENCE_NORMAL),
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(write_old_row())
+    (again,) = start([], tmp_path, pg_url, 1)
+    cluster.append(again)
+    assert again.admin("status") == FUNC + b"\\x0a.\\x0aERR evil\t1\t0\t0\n.\n"
+    assert again.admin("show unique jobs") == b"\\x2e\n.\n"
+    log = again.log_text()
+    kept = "Queue store %s: kept job H:old:1 though a peer could not queue it today: " % pg_url
+    assert (
+        kept
+        + "function name contains a control character; listings print it as "
+        + ("clustered\\x0a.\\x0aERR evil\n")
+        in log
+    ), log
+    assert kept + "unique id '.' would end the show unique jobs listing; " in log
+    with RawGearman(again.port) as worker:
+        worker.send(C.CAN_DO, forged)
+        assert worker.grab() == [b"H:old:1", forged, b".", b"p1"]

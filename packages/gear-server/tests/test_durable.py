@@ -21,7 +21,8 @@ from gear import constants as C
 from gear.codec import encode_packet
 from gear.server import Server
 from gear.server.sqlite_store import SQLiteQueueStore, _Batch, _unpack
-from gear.server.store import QueueStoreError, StoredJob
+from gear.server.store import MemoryQueueStore, QueueStoreError, StoredJob
+from gear.server.store_events import listing_form
 
 Factory = Callable[..., Geard]
 
@@ -361,3 +362,95 @@ def test_graceful_shutdown_deadline_keeps_running_job(
         assert [j.handle for j in store.load()] == [stuck]
     finally:
         store.close()
+
+
+# -- stored jobs that today's rules refuse ---------------------------------
+
+
+def test_stored_fields_refused_today_are_kept_and_listed_escaped(
+    geard_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Names and unique ids an older geard let in: queued, runnable, never a forged line."""
+    store = MemoryQueueStore()
+    forged = b"f\n.\nERR x"
+    for stored in (
+        job(b"H:old:1", name=forged, arguments=b"a1"),
+        job(b"H:old:2", name=b"ERR BUSY", arguments=b"a2"),
+        job(b"H:old:3", name=b"g", unique=b".", arguments=b"a3"),
+        job(b"H:old:4", name=b"g", unique=b"ERR u\r", arguments=b"a4"),
+        job(b"H:old:5", name=b"n" * 20, arguments=b"a5"),  # over max_function_name=10
+        job(b"H:old:6", name=forged, arguments=b"a6"),  # the same name: reported once
+        job(b"H:old:7", name=b"g", unique=b"fine", arguments=b"a7"),
+    ):
+        store.add(stored)
+    with caplog.at_level(logging.WARNING, logger="gear.Server"):
+        geard = geard_factory(queue_store=store, max_function_name=10)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "Queue store in memory: kept job H:old:1 though a peer could not queue it today: "
+        "function name contains a control character; listings print it as f\\x0a.\\x0aERR x",
+        "Queue store in memory: kept job H:old:2 though a peer could not queue it today: "
+        "function name must not start with 'ERR '; listings print it as \\x45RR BUSY",
+        "Queue store in memory: kept job H:old:3 though a peer could not queue it today: "
+        "unique id '.' would end the show unique jobs listing; listings print it as \\x2e",
+        "Queue store in memory: kept job H:old:4 though a peer could not queue it today: "
+        "unique id contains a control character; listings print it as \\x45RR u\\x0d",
+        "Queue store in memory: kept job H:old:5 though a peer could not queue it today: "
+        "function name longer than 10 bytes; it is listed as it is",
+    ]
+    assert len(geard.server.jobs) == 7
+    with RawGearman(geard.port) as admin, RawGearman(geard.port) as worker:
+        assert admin.admin("status") == (
+            b"f\\x0a.\\x0aERR x\t2\t0\t0\n"
+            b"\\x45RR BUSY\t1\t0\t0\n"
+            b"g\t3\t0\t0\n" + b"n" * 20 + b"\t1\t0\t0\n"
+            b".\n"
+        )
+        assert admin.admin("prioritystatus").startswith(b"f\\x0a.\\x0aERR x\t0\t2\t0\t0\n")
+        assert admin.admin("show unique jobs") == b"\\x2e\n\\x45RR u\\x0d\nfine\n.\n"
+        # The stored name is known, so a worker of the old kind can still drain it.
+        worker.send(C.CAN_DO, forged)
+        worker.sync()
+        assert admin.admin("workers").endswith(b" : f\\x0a.\\x0aERR x\n.\n")
+        for handle, arguments in ((b"H:old:1", b"a1"), (b"H:old:6", b"a6")):
+            assert worker.grab() == [handle, forged, b"", arguments]
+            worker.send(C.WORK_COMPLETE, handle + b"\0")
+        worker.send(C.RESET_ABILITIES)
+        worker.sync()
+        assert b"f\\x0a" not in admin.admin("status")  # drained and forgotten
+        worker.send(C.CAN_DO, forged)  # and refused again
+        assert worker.expect(C.ERROR).startswith(b"INVALID_ARGUMENTS\0")
+    assert set(store.jobs) == {b"H:old:%d" % i for i in (2, 3, 4, 5, 7)}
+
+
+def test_many_stored_fields_refused_today_log_ten_lines_and_a_count(
+    geard_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryQueueStore()
+    for i in range(25):
+        store.add(job(b"H:old:%d" % i, name=b"f\t%d" % i))
+    with caplog.at_level(logging.WARNING, logger="gear.Server"):
+        geard = geard_factory(queue_store=store)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 11
+    assert warnings[-1] == (
+        "Queue store in memory: 15 more stored names or unique ids break today's rules "
+        "(kept, listed escaped)"
+    )
+    assert len(geard.server.jobs) == 25
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (b"plain", b"plain"),
+        (b"a\x00b\x1f\x7f", b"a\\x00b\\x1f\\x7f"),
+        (b"ERR x", b"\\x45RR x"),
+        (b"ERRx", b"ERRx"),
+        (b".", b"\\x2e"),
+        (b"..", b".."),
+        (b"\xff\xfe", b"\xff\xfe"),
+    ],
+)
+def test_listing_form(value: bytes, shown: bytes) -> None:
+    assert listing_form(value) == shown

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.geard import RawGearman
+from fixtures.http_get import get
+from fixtures.waiting import wait_until
 from gear import constants as C
 from gear.server import Server
 from gear.server.counters import DURATION_BUCKETS, Histogram, JobCounters
@@ -41,22 +43,8 @@ def server() -> Iterator[Server]:
 
 
 def healthz(port: int) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request("GET", "/healthz")
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def until(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in %gs" % timeout)
+    status, _, body = get(port, "/healthz")
+    return status, body
 
 
 def test_healthz_is_503_while_the_store_fails_and_200_once_it_commits(server: Server) -> None:
@@ -105,7 +93,10 @@ def test_connections_past_the_cap_are_closed_at_once(server: Server) -> None:
     server.monitor.listener.max_connections = 3
     held = [socket.create_connection((HOST, server.monitor.port), timeout=10) for _ in range(3)]
     try:
-        until(lambda: len(server.monitor.listener.connections) == 3)  # type: ignore[union-attr]
+        wait_until(
+            lambda: len(server.monitor.listener.connections) == 3,  # type: ignore[union-attr]
+            interval=0.02,
+        )
         with socket.create_connection((HOST, server.monitor.port), timeout=10) as extra:
             try:
                 assert extra.recv(1) == b""

@@ -104,6 +104,10 @@ CASES: dict[str, Case] = {
         lambda s: ["--metrics-max-functions", "0"], 2, ("--metrics-max-functions", "0")
     ),
     "limit-zero": Case(lambda s: ["--max-connections", "0"], 2, ("--max-connections", "0")),
+    "field-limit-zero": Case(lambda s: ["--max-unique-id", "0"], 2, ("--max-unique-id", "0")),
+    "handshake-timeout-negative": Case(
+        lambda s: ["--tls-handshake-timeout", "-1"], 2, ("--tls-handshake-timeout", "-1")
+    ),
     "ssl-cert-missing": Case(
         lambda s: s.tls(cert=str(s.folder / "nope.pem")),
         2,

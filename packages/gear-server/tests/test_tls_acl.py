@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 
@@ -101,6 +102,54 @@ def test_acl_without_tls_denies_everything(geard_factory: Callable[..., Geard]) 
         assert conn.expect(C.ERROR).startswith(b"0\0")
         conn.send(C.CAN_DO, b"f")
         assert conn.expect(C.ERROR).startswith(b"0\0")
+
+
+@pytest.mark.parametrize(
+    ("ptype", "data", "reply", "logged"),
+    [
+        (
+            C.SUBMIT_JOB_BG,
+            b"f\nforged\0\0x",
+            b"0\0Permission denied by ACL: invoke f\nforged",
+            "ACL denied None invoking b'f\\nforged'",
+        ),
+        (
+            C.CAN_DO,
+            b"g" * 100,
+            b"0\0Permission denied by ACL: register " + b"g" * 100,
+            "ACL denied None registering %r" % (b"g" * 80,),
+        ),
+        (
+            None,
+            b"maxqueue f 1",
+            b"ERR PERMISSION_DENIED\n",
+            "ACL denied None the admin command b'maxqueue f 1'",
+        ),
+    ],
+    ids=["invoke", "register", "admin"],
+)
+def test_acl_refusal_reply_and_log_line(
+    geard_factory: Callable[..., Geard],
+    caplog: pytest.LogCaptureFixture,
+    ptype: int | None,
+    data: bytes,
+    reply: bytes,
+    logged: str,
+) -> None:
+    """Each kind of refusal: its exact reply, and one log line with the name cut to 80 bytes."""
+    from gear.acl import ACL, ACLEntry
+
+    acl = ACL()
+    acl.add(ACLEntry("client", invoke=".*", register=".*"))
+    geard = geard_factory(acl=acl)
+    with caplog.at_level(logging.INFO, logger="gear.Server"), RawGearman(geard.port) as conn:
+        if ptype is None:
+            assert conn.admin(data) == reply
+        else:
+            conn.send(ptype, data)
+            assert conn.expect(C.ERROR) == reply
+        conn.sync()
+    assert [r.getMessage() for r in caplog.records if "ACL denied" in r.getMessage()] == [logged]
 
 
 def test_acl_admin_commands(acl_server: Geard, certs: Certs) -> None:

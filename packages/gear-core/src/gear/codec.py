@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 HEADER_SIZE = 12
+"""Bytes of a binary packet's header: magic, type and payload length, 4 bytes each."""
 DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
 """Largest payload accepted by default (64 MiB)."""
 DEFAULT_MAX_ADMIN_LINE = 64 * 1024

@@ -172,12 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds SIGTERM or 'shutdown graceful' waits for running jobs (default: %g)"
         % limits.DEFAULT_SHUTDOWN_TIMEOUT,
     )
+    seconds, size = _checks.number(float, 0.1), _checks.number(int, 1)
     for flag, kind, text in (
-        ("--tls-handshake-timeout", float, "seconds a TLS handshake may take (default: 10)"),
-        ("--max-partial-total", int, "bytes of unfinished input of all connections (256 MiB)"),
-        ("--max-function-name", int, "longest function name in bytes (default: 512)"),
-        ("--max-unique-id", int, "longest unique id in bytes (default: 64)"),
-        ("--max-client-id", int, "longest client id in bytes (default: 128)"),
+        ("--tls-handshake-timeout", seconds, "seconds a TLS handshake may take (default: 10)"),
+        ("--max-partial-total", size, "bytes of unfinished input of all connections (256 MiB)"),
+        ("--max-function-name", size, "longest function name in bytes (default: 512)"),
+        ("--max-unique-id", size, "longest unique id in bytes (default: 64)"),
+        ("--max-client-id", size, "longest client id in bytes (default: 128)"),
     ):
         parser.add_argument(flag, type=kind, default=None, help=text)
     parser.add_argument(

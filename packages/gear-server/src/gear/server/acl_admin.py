@@ -10,7 +10,7 @@ lists the rule for each command.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from gear.acl import ACLEntry, ACLError
 from gear.admin import ServerAdminRequest
@@ -19,6 +19,13 @@ from gear.server.model import Session
 from gear.server.outbox import Outbox, err_text, escape_text
 
 __all__ = ["ACLLike", "AclAdmin", "acl_line"]
+
+
+_DENIED_LOG: Final = {
+    "invoke": "ACL denied %s invoking %r",
+    "register": "ACL denied %s registering %r",
+    "admin": "ACL denied %s the admin command %r",
+}
 
 
 class ACLLike(Protocol):
@@ -61,45 +68,45 @@ class AclAdmin(Outbox):
 
     acl: ACLLike | None
 
-    def _may_invoke(self, conn: Session, name: bytes) -> bool:
-        """Only called with an ACL; on a refusal the peer gets an ERROR."""
-        assert self.acl is not None
-        if self.acl.canInvoke(conn.ssl_subject, _text(name)):
-            return True
-        self._log_limited(
-            "acl", logging.INFO, "ACL denied %s invoking %r", conn.ssl_subject, name[:80]
-        )
-        self.sendError(conn, b"0", b"Permission denied by ACL: invoke " + name)
-        return False
+    def _may(
+        self,
+        conn: Session,
+        permission: str,
+        name: bytes,
+        request: ServerAdminRequest | None = None,
+    ) -> bool:
+        """May ``conn`` ``invoke`` or ``register`` function ``name``, or run the
+        ``admin`` command ``name`` (then ``request`` is that command's)?
 
-    def _may_register(self, conn: Session, name: bytes) -> bool:
-        """Only called with an ACL; on a refusal the peer gets an ERROR."""
-        assert self.acl is not None
-        if self.acl.canRegister(conn.ssl_subject, _text(name)):
+        Only called with an ACL, so servers without one pay nothing. A
+        refusal is logged at most once a second (a refused peer may retry in a
+        loop) and answered: an ERROR packet, or ``ERR PERMISSION_DENIED`` to
+        the admin request.
+        """
+        acl = self.acl
+        assert acl is not None
+        subject = conn.ssl_subject
+        if permission == "invoke":
+            allowed = acl.canInvoke(subject, _text(name))
+        elif permission == "register":
+            allowed = acl.canRegister(subject, _text(name))
+        else:
+            allowed = self._is_admin(subject)
+        if allowed:
             return True
-        self._log_limited(
-            "acl", logging.INFO, "ACL denied %s registering %r", conn.ssl_subject, name[:80]
-        )
-        self.sendError(conn, b"0", b"Permission denied by ACL: register " + name)
+        self._log_limited("acl", logging.INFO, _DENIED_LOG[permission], subject, name[:80])
+        if request is None:
+            self.sendError(
+                conn, b"0", b"Permission denied by ACL: %s %s" % (permission.encode(), name)
+            )
+        else:
+            self._reply(request, b"ERR PERMISSION_DENIED\n")
         return False
 
     def _is_admin(self, subject: str | None) -> bool:
         acl = self.acl
         assert acl is not None
         return bool((getattr(acl, "canAdmin", None) or acl.canGrant)(subject))
-
-    def _may_admin(self, request: ServerAdminRequest) -> bool:
-        """With an ACL, commands that change the server need ``admin`` (or ``grant``)."""
-        if self.acl is None:
-            return True
-        subject = cast(Session, request.connection).ssl_subject
-        if self._is_admin(subject):
-            return True
-        self._log_limited(
-            "acl", logging.INFO, "ACL denied %s the admin command %r", subject, request.command[:80]
-        )
-        self._reply(request, b"ERR PERMISSION_DENIED\n")
-        return False
 
     def _may_cancel(self, conn: Session, name: bytes) -> bool:
         """``cancel job`` needs invoke on the job's function, or admin."""

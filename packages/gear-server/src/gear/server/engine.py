@@ -201,7 +201,7 @@ class Engine(AclAdmin):
         background: bool,
         when: float | None = None,
     ) -> None:
-        if self.acl is not None and not self._may_invoke(conn, name):
+        if self.acl is not None and not self._may(conn, "invoke", name):
             return
         if self._graceful:
             self.sendError(conn, b"SHUTTING_DOWN", b"Server is shutting down")
@@ -361,7 +361,7 @@ class Engine(AclAdmin):
         return job
 
     def _add_ability(self, conn: Session, name: bytes, timeout: float | None) -> None:
-        if self.acl is not None and not self._may_register(conn, name):
+        if self.acl is not None and not self._may(conn, "register", name):
             return
         fq = conn.abilities.get(name) or self._new_function(name)
         if timeout:

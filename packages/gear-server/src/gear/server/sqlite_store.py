@@ -136,7 +136,7 @@ class SQLiteQueueStore(QueueStore):
     def __init__(
         self, path: str | os.PathLike[str], *, synchronous: str = "FULL", lock_timeout: float = 2.0
     ) -> None:
-        self.path = os.fspath(path)
+        self.path = self.where = os.fspath(path)
         self.lock_timeout = lock_timeout
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError("synchronous must be one of %s" % ", ".join(_SYNC_MODES))

@@ -97,6 +97,8 @@ class QueueStore(abc.ABC):
     available: bool = True
     """False while the store cannot take new jobs (its database is
     unreachable): background submits are then answered with ERROR."""
+    where: str = "in memory"
+    """Where the jobs are kept, for log lines: a file path, a URL without its password."""
     lease_deadline: float = math.inf
     """``time.monotonic()`` after which this node may no longer own its
     stored jobs (a shared store's lease); the server checks it before
