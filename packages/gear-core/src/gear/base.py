@@ -72,7 +72,7 @@ class BaseClient(BaseClientServer):
 
         The error names each server with the reason of its last failed
         attempt (``127.0.0.1:4730: connection refused``). Once every server
-        has been given up (the ``max_attempts`` of :attr:`reconnect`) it
+        has been given up (the ``max_attempts`` of ``reconnect``) it
         raises :class:`gear.NoConnectedServersError`, whose ``errors`` hold
         the same reasons, as ``wait_for_server`` of the asyncio classes does.
         """

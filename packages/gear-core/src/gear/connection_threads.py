@@ -93,7 +93,7 @@ class BaseClientServer:
     ``reconnect.delay(n)`` before dialling that server again, and once
     ``reconnect.max_attempts`` attempts in a row have failed the server is
     given up, as the asyncio classes do: it is not dialled again, stays in
-    ``inactive_connections`` and in :meth:`connectErrors` with its last
+    ``inactive_connections`` and in ``connectErrors()`` with its last
     error, and once every server is given up ``waitForServer`` raises
     :class:`gear.NoConnectedServersError`. Without a policy, or with one
     whose ``max_attempts`` is None, servers are retried for ever (gear 0.16).
