@@ -22,9 +22,9 @@ it count.
 from __future__ import annotations
 
 import argparse
-import re
 import asyncio
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import HOST, free_port, wait_port  # noqa: E402
-from bench_server import (  # noqa: E402
+from _support import HOST, free_port, wait_port
+from bench_server import (
     Peer,
     baseline_env,
     connect,
@@ -46,7 +46,7 @@ from bench_server import (  # noqa: E402
     start_workers,
 )
 
-from gear import constants as C  # noqa: E402
+from gear import constants as C
 
 
 async def foreground_count(port: int, jobs: int, clients: int = 16, workers: int = 16,
@@ -168,9 +168,12 @@ def main() -> None:
     parser.add_argument("--loop", choices=["auto", "asyncio"], default="auto")
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per workload")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--python", default=sys.executable,
-                        help="the Python that runs this checkout's geard (e.g. .venv-compiled/bin/python"
-                             " for the mypyc build); the baseline runs from source on this one")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the Python that runs this checkout's geard (e.g. .venv-compiled/bin/python"
+        " for the mypyc build); the baseline runs from source on this one",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
