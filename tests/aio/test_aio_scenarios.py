@@ -125,7 +125,11 @@ def test_cancelled_status_and_wait_for_timeouts(server: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def silent_server() -> AsyncIterator[tuple[str, int]]:
-    """A TCP server on 127.0.0.1 that accepts and reads but never answers."""
+    """A TCP server on 127.0.0.1 that accepts and reads but never answers.
+
+    A client that asks for the ``exceptions`` option on connect waits for the
+    answer and never goes active here, so these tests use ``exceptions=False``.
+    """
     readers: list[asyncio.StreamWriter] = []
 
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -145,7 +149,9 @@ async def silent_server() -> AsyncIterator[tuple[str, int]]:
 def test_submit_timeout_fails_the_call_then_a_silent_server_is_dropped() -> None:
     async def main() -> None:
         async with silent_server() as (host, port):
-            async with gear.AsyncClient("timeouts", [(host, port)], connect_timeout=1) as client:
+            async with gear.AsyncClient(
+                "timeouts", [(host, port)], connect_timeout=1, exceptions=False
+            ) as client:
                 client.reconnect_delay = RETRY
                 first = client.active_connections[0]
                 with pytest.raises(gear.TimeoutError, match="No JOB_CREATED"):
@@ -165,7 +171,10 @@ def test_submit_timeout_fails_the_call_then_a_silent_server_is_dropped() -> None
 
 def test_status_timeout_on_silent_server() -> None:
     async def main() -> None:
-        async with silent_server() as (host, port), gear.AsyncClient("st") as client:
+        async with (
+            silent_server() as (host, port),
+            gear.AsyncClient("st", exceptions=False) as client,
+        ):
             client.add_server(host, port)
             await client.wait_for_server(T)
             job = gear.client.AsyncJob("f", b"", unique="u")

@@ -3,7 +3,9 @@
 * ``WORK_EXCEPTION`` reaches our ``gear.Client`` (it asks for the
   ``exceptions`` option on connect) on the C gearmand, on geard and on
   gear 0.16's own server, while a client that did not ask (the ``gearman``
-  tool) still gets ``WORK_FAIL``.
+  tool) still gets ``WORK_FAIL``. ``gear.AsyncClient`` asks the same way
+  (OPTION_REQ, then a GET_STATUS probe), so on gear 0.16's server, which
+  never answers OPTION_REQ, neither face is left with a request pending.
 * ``STATUS_RES`` of a queued background job carries ``0``/``0`` progress,
   which python3-gearman (PyPI) parses as numbers.
 * ``maxqueue FN N`` with a negative N means no limit.
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 import gear
+from fixtures.aio import run
 from fixtures.geard import RawGearman
 from fixtures.peers import Harness, reaped
 from fixtures.servers import require_tool
@@ -81,6 +84,41 @@ def test_exception_reaches_our_client_on_gear016_server(
     client.submitJob(job, timeout=T)
     assert job.wait(T)
     assert job.failure and job.exception == b"work failed: x"
+
+
+#: What each server answers to OPTION_REQ exceptions, as the client records it.
+ACCEPTED = {"gearmand": {b"exceptions"}, "geard": {b"exceptions"}, "gear016_server": set()}
+
+
+@pytest.mark.parametrize("kind", list(ACCEPTED))
+def test_both_faces_ask_for_exceptions_alike(
+    kind: str, request: pytest.FixtureRequest, harness: Harness
+) -> None:
+    server = request.getfixturevalue(kind)
+    worker = harness.worker(server, functions=("raises",))
+    harness.serve(worker, _raise)
+
+    threaded = harness.client(server)
+    conn = threaded.active_connections[0]
+    assert (conn.options, conn.pending_tasks) == (ACCEPTED[kind], [])
+    job = gear.Job("raises", b"threaded")
+    threaded.submitJob(job, timeout=T)
+    assert job.wait(T)
+    assert job.exception == b"work failed: threaded"
+
+    async def asyncio_face() -> None:
+        async with gear.AsyncClient("aio", [(server.host, server.port)]) as client:
+            conn = client.active_connections[0]
+            # Before, the OPTION_REQ stayed pending for ever on gear 0.16's
+            # server, in front of every later request on the connection.
+            assert (conn.options, list(conn.pending)) == (ACCEPTED[kind], [])
+            for n in range(3):
+                with pytest.raises(gear.JobExceptionError) as info:
+                    await client.call("raises", b"aio-%d" % n, timeout=T)
+                assert info.value.exception == b"work failed: aio-%d" % n
+            assert list(conn.pending) == []
+
+    run(asyncio_face())
 
 
 def test_gearman_tool_gets_work_fail_while_our_client_gets_the_exception(

@@ -105,6 +105,9 @@ async def client_side() -> None:
         assert_type(await client.call("reverse", b"abc", priority="high"), bytes)
         job = await client.submit("reverse", "abc", keep_updates=False)
         assert_type(job, AsyncJob)
+        assert_type(job.name, str)
+        assert_type(job.arguments, bytes)
+        assert_type(job.unique, bytes | None)
         assert_type(await job, bytes)
         async for update in job:
             assert_type(update, WorkUpdate)

@@ -17,6 +17,15 @@ import gear
 from gear import constants
 
 
+def reconnect_policies() -> None:
+    policy = gear.ReconnectPolicy(initial_delay=0.5, max_attempts=10)
+    assert_type(gear.Client("c", reconnect=policy).reconnect, gear.ReconnectPolicy | None)
+    assert_type(gear.Worker("w", reconnect=policy).reconnect, gear.ReconnectPolicy | None)
+
+    gear.Client("c", policy)  # type: ignore[call-arg]
+    gear.Worker("w", "w2", policy)  # type: ignore[call-arg]
+
+
 def client_jobs(client: gear.Client) -> None:
     job = gear.Job("reverse", b"abc", unique="u-1")
     assert_type(job.name, str)

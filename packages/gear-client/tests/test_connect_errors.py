@@ -145,6 +145,39 @@ def test_threaded_reconnect_policy_replaces_the_fixed_delay(
         time.sleep(0.01)
 
 
+def silent_server() -> socket.socket:
+    """A listening socket that accepts (the kernel does) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    return listener
+
+
+def test_a_server_that_never_answers_the_greeting_is_a_connect_error_on_both_faces(
+    client: Any,
+) -> None:
+    """Neither face goes active on a server that answers neither OPTION_REQ nor GET_STATUS."""
+    with silent_server() as listener:
+        port = listener.getsockname()[1]
+        expected = {"127.0.0.1:%d" % port: "no answer within 0.3 seconds"}
+        client.connect_timeout = 0.3
+        client.addServer("127.0.0.1", port)
+        deadline = time.monotonic() + 10
+        while client.connectErrors() != expected:
+            assert time.monotonic() < deadline, client.connectErrors()
+            time.sleep(0.01)
+        assert client.active_connections == []
+
+        async def main() -> None:
+            aio = gear.AsyncClient("silent", [("127.0.0.1", port)], connect_timeout=0.3)
+            with pytest.raises(gear.NoConnectedServersError) as info:
+                async with aio:
+                    raise AssertionError("went active on a silent server")
+            assert info.value.errors == expected
+
+        run(main())
+
+
 # -- asyncio ----------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ the server list and applies the rules of the threaded
 :class:`gear.BaseClient`: ``add_server`` only registers, a background task
 per server dials it and redials after a failure as its
 :class:`~gear.ReconnectPolicy` says, and requests go round-robin over the
-connected servers. Roles subclass it and fill in ``_on_connect``,
-``_handle_frame`` and ``_on_connection_lost``.
+connected servers. Roles subclass it and fill in ``_on_connect`` (and
+``_greeted``, to wait for the greeting's answers), ``_handle_frame`` and
+``_on_connection_lost``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -263,12 +263,27 @@ class AsyncBase:
             return conn
         raise error
 
+    async def _open(self, server: ServerAddress) -> AsyncConnection:
+        """One attempt: dial, greet, and wait for the greeting's answers."""
+        conn = await self._dial(server)
+        try:
+            try:
+                self._on_connect(conn)
+            except Exception:
+                self.log.exception("Greeting %s failed; dropping it", conn)
+                raise
+            await self._greeted(conn)
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
     async def _connect_loop(self, server: ServerAddress) -> None:
         failures = 0
         while self.running:
             try:
-                conn = await asyncio.wait_for(self._dial(server), self.connect_timeout)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError, ValueError) as e:
+                conn = await asyncio.wait_for(self._open(server), self.connect_timeout)
+            except Exception as e:
                 failures += 1
                 self.log.debug("Unable to connect to %s: %r", server.address, e)
                 self._failures.failed(server.address, describe(e, self.connect_timeout))
@@ -280,19 +295,14 @@ class AsyncBase:
                 await self._sleep(self.reconnect.delay(failures))
                 continue
             if not self.running:
-                # close() cancelled this task as the dial finished, and
+                # close() cancelled this task as the attempt finished, and
                 # Python < 3.12's wait_for can drop such a cancellation.
                 conn.abort()
                 return
             failures = 0
             self._failures.connected(server.address)
             server.connection = conn
-            try:
-                self._on_connect(conn)
-            except Exception:
-                self.log.exception("Greeting %s failed; dropping it", conn)
-                conn.abort()
-            if conn.connected and self.running:
+            if conn.connected:
                 self.active_connections.append(conn)
                 self._on_active(conn)
                 self._wake_waiters()
@@ -355,6 +365,13 @@ class AsyncBase:
 
     def _on_connect(self, conn: AsyncConnection) -> None:
         """Send the role's greeting on a new connection (writes are buffered)."""
+
+    async def _greeted(self, conn: AsyncConnection) -> None:
+        """Wait for the server's answers to the greeting, before ``conn`` goes active.
+
+        Bounded by ``connect_timeout`` with the dial; raising fails the
+        attempt, which then counts toward the reconnect policy.
+        """
 
     def _on_active(self, conn: AsyncConnection) -> None:
         """React once ``conn`` is in ``active_connections``."""

@@ -78,6 +78,10 @@ class AsyncConnection(asyncio.Protocol):
         self.status_waiters: dict[tuple[int, bytes], list[Any]] = {}
         #: Client: handle -> foreground job awaiting WORK_* packets.
         self.related_jobs: dict[bytes, Any] = {}
+        #: Client: options the server accepted (OPTION_RES), as Connection.options.
+        self.options: set[bytes] = set()
+        #: Client: the greeting's exchange while it waits for its answers.
+        self.greeting: Any = None
         #: Client: ECHO_REQ payload -> waiter for the ECHO_RES (liveness probe).
         self.echo_waiters: dict[bytes, asyncio.Future[None]] = {}
         #: Worker: the grab state (gear.worker.protocol).

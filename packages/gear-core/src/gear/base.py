@@ -19,6 +19,7 @@ from gear.connection import Connection
 from gear.connection_threads import HANDLERS, BaseClientServer
 from gear.errors import NoConnectedServersError, TimeoutError
 from gear.packet import Packet
+from gear.reconnect import ReconnectPolicy
 
 __all__ = ["BaseClientServer", "BaseClient", "HANDLERS"]
 
@@ -26,8 +27,10 @@ __all__ = ["BaseClientServer", "BaseClient", "HANDLERS"]
 class BaseClient(BaseClientServer):
     """Server list, round-robin and sending shared by Client and Worker."""
 
-    def __init__(self, client_id: str | bytes | None = "unknown") -> None:
-        super().__init__(client_id)
+    def __init__(
+        self, client_id: str | bytes | None = "unknown", *, reconnect: ReconnectPolicy | None = None
+    ) -> None:
+        super().__init__(client_id, reconnect=reconnect)
         self.broadcast_lock = threading.RLock()
 
     def addServer(
@@ -68,11 +71,21 @@ class BaseClient(BaseClientServer):
         """Block until some server is connected; TimeoutError after ``timeout`` s.
 
         The error names each server with the reason of its last failed
-        attempt (``127.0.0.1:4730: connection refused``).
+        attempt (``127.0.0.1:4730: connection refused``). Once every server
+        has been given up (the ``max_attempts`` of ``reconnect``) it
+        raises :class:`gear.NoConnectedServersError`, whose ``errors`` hold
+        the same reasons, as ``wait_for_server`` of the asyncio classes does.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.connections_condition:
             while self.running and not self.active_connections:
+                if self.inactive_connections and self._given_up.issuperset(
+                    self.inactive_connections
+                ):
+                    raise NoConnectedServersError(
+                        "No Gearman server could be reached: %s" % (self._connectSummary(),),
+                        self.connectErrors(),
+                    )
                 if deadline is None:
                     self.connections_condition.wait()
                     continue

@@ -81,15 +81,22 @@ HANDLERS: dict[int, str] = {
 class BaseClientServer:
     """Owner of the poll and connect threads and of the connection lists.
 
-    ``reconnect_delay`` is how long the connect thread waits after a pass in
-    which some server could not be reached (2 s as in gear 0.16; tests lower
-    it). It is read before every wait, so it can be changed at any time.
+    ``reconnect_delay`` is how long the connect thread waits before dialling
+    a server again after a failed attempt (2 s as in gear 0.16; tests lower
+    it). It is read after every failure, so it can be changed at any time.
     ``connect_timeout`` bounds each attempt (10 s), so an unreachable host
     does not hold up the others; it applies to servers added afterwards.
-    Set ``reconnect`` to a :class:`gear.ReconnectPolicy` for back-off with
-    jitter instead: the wait after the ``n``-th failed pass in a row is
-    ``reconnect.delay(n)``. The connect thread still retries for ever, as in
-    gear 0.16 (``max_attempts`` is for the asyncio classes).
+
+    ``reconnect`` (a :class:`gear.ReconnectPolicy`, given to the constructor
+    or set before servers are added) replaces the fixed wait by the policy's:
+    after a server's ``n``-th failed attempt in a row the thread waits
+    ``reconnect.delay(n)`` before dialling that server again, and once
+    ``reconnect.max_attempts`` attempts in a row have failed the server is
+    given up, as the asyncio classes do: it is not dialled again, stays in
+    ``inactive_connections`` and in ``connectErrors()`` with its last
+    error, and once every server is given up ``waitForServer`` raises
+    :class:`gear.NoConnectedServersError`. Without a policy, or with one
+    whose ``max_attempts`` is None, servers are retried for ever (gear 0.16).
     """
 
     reconnect_delay: float = 2.0
@@ -97,8 +104,12 @@ class BaseClientServer:
     #: Seconds one connection attempt (TCP connect and TLS handshake) may take.
     connect_timeout: float | None = 10.0
 
-    def __init__(self, client_id: str | bytes | None = None) -> None:
+    def __init__(
+        self, client_id: str | bytes | None = None, *, reconnect: ReconnectPolicy | None = None
+    ) -> None:
         self.client_id: bytes | None = convert_to_bytes(client_id)
+        if reconnect is not None:
+            self.reconnect = reconnect
         if client_id:
             self.log = logging.getLogger("gear.BaseClientServer.%s" % (_text(client_id),))
         else:
@@ -115,6 +126,11 @@ class BaseClientServer:
         self._handler_cache: dict[int, Callable[[Packet], object]] = {}
         self._timed = type(self).reportTimingStats is not BaseClientServer.reportTimingStats
         self._failures = ConnectFailures(self.log)
+        #: Servers the reconnect policy's ``max_attempts`` ran out for.
+        self._given_up: set[Connection] = set()
+        # How the connect thread tells time and waits for it (tests fake both).
+        self._clock: Callable[[], float] = time.monotonic
+        self._pause: Callable[[float], object] = self.connections_condition.wait
         self.poll_thread = threading.Thread(
             name="Gearman client poll", target=self._doPollLoop, daemon=True
         )
@@ -127,36 +143,54 @@ class BaseClientServer:
     # -- connect thread -------------------------------------------------
 
     def _doConnectLoop(self) -> None:
-        failed_passes = 0
+        # Per server: failed attempts in a row, and when to dial it next.
+        failures: dict[Connection, int] = {}
+        due: dict[Connection, float] = {}
         while self.running:
             with self.connections_condition:
-                while self.running and not self.inactive_connections:
-                    self.connections_condition.wait()
-                pending = list(self.inactive_connections)
-            if not self.running:
-                return
-            failed = False
-            for conn in pending:
+                ready = self._dueConnections(due)
+                while self.running and not ready:
+                    waiting = [c for c in self.inactive_connections if c not in self._given_up]
+                    if waiting:
+                        self._pause(max(0.0, min(due[c] for c in waiting) - self._clock()))
+                    else:
+                        self.connections_condition.wait()
+                    ready = self._dueConnections(due)
+            for conn in ready:
                 if not self.running:
                     return
                 address = server_address(conn.host, conn.port)
                 try:
                     self._connectOne(conn)
                 except Exception as e:
-                    failed = True
+                    count = failures[conn] = failures.get(conn, 0) + 1
                     self.log.debug("Unable to connect to %s: %s", conn, e)
                     self._failures.failed(address, describe(e, conn.connect_timeout))
+                    policy = self.reconnect
+                    if policy is not None and policy.gives_up(count):
+                        self._giveUp(conn, address, count)
+                        continue
+                    delay = self.reconnect_delay if policy is None else policy.delay(count)
+                    due[conn] = self._clock() + delay
                 else:
+                    failures.pop(conn, None)
+                    due.pop(conn, None)
                     self._failures.connected(address)
-            if not failed:
-                failed_passes = 0
-                continue
-            failed_passes += 1
-            policy = self.reconnect
-            delay = self.reconnect_delay if policy is None else policy.delay(failed_passes)
-            with self.connections_condition:
-                if self.running:
-                    self.connections_condition.wait(delay)
+
+    def _dueConnections(self, due: dict[Connection, float]) -> list[Connection]:
+        """The inactive servers whose wait is over (call with the condition held)."""
+        now = self._clock()
+        return [
+            c
+            for c in self.inactive_connections
+            if c not in self._given_up and due.get(c, now) <= now
+        ]
+
+    def _giveUp(self, conn: Connection, address: str, attempts: int) -> None:
+        self._failures.gave_up(address, attempts)
+        with self.connections_condition:
+            self._given_up.add(conn)
+            self.connections_condition.notify_all()
 
     def _connectOne(self, conn: Connection) -> None:
         if conn.use_ssl:

@@ -430,9 +430,31 @@ class AsyncClient(AsyncReplies, Generic[_R]):
     def _on_connect(self, conn: AsyncConnection) -> None:
         if self.client_id:
             conn.send(encode_packet(_REQ, constants.SET_CLIENT_ID, self.client_id))
-        for option in self.options:
+        if b"exceptions" in self.options:
+            # As gear.Client does: OPTION_REQ with a GET_STATUS probe behind
+            # it, answered before the connection goes active, so a server
+            # that never answers options (gear 0.16's) leaves no request
+            # pending in front of later ones.
+            request = protocol.ExceptionsRequest()
+            for ptype, data in request.packets:
+                conn.send(encode_packet(_REQ, ptype, data))
+            answered: asyncio.Future[BaseException | None] = conn.loop.create_future()
+            conn.greeting = (request, answered)
+        for option in self.options - {b"exceptions"}:
             conn.send(encode_packet(_REQ, constants.OPTION_REQ, option))
             requests_of(conn).sent((tracker.OPTION, None, option))
+
+    async def _greeted(self, conn: AsyncConnection) -> None:
+        if conn.greeting is None:
+            return
+        request, answered = conn.greeting
+        error = await answered
+        if error is not None:
+            raise error
+        if request.accepted:
+            conn.options.add(b"exceptions")
+        else:
+            self.log.debug("%s did not accept the exceptions option (%s)", conn, request.accepted)
 
 
 AsyncClient.__module__ = "gear"

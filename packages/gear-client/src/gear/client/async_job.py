@@ -25,7 +25,6 @@ from gear.errors import (
 from gear.hooks import Hooks, JobOutcome, call_hook
 from gear.job import BaseJob
 from gear.payload import parse_exception_payload
-from gear.util import convert_to_bytes
 
 if TYPE_CHECKING:
     from gear._aio import AsyncConnection
@@ -55,7 +54,9 @@ class AsyncJob(BaseJob):
     until the job ends. The attributes of :class:`gear.Job` (``data``,
     ``complete``, ``failure``, ``exception``, ``warning``, ``numerator``,
     ``denominator``, ``fraction_complete``, ``known``, ``running``) are kept
-    up to date too, by the same code that updates threaded jobs.
+    up to date too, by the same code that updates threaded jobs; ``name``
+    (str), ``arguments`` (bytes, as sent) and ``unique`` are those of
+    :class:`gear.BaseJob`.
 
     With ``keep_updates=False`` (see :meth:`~gear.AsyncClient.submit`) the
     job keeps no history: ``updates`` stays empty, ``data`` holds only the
@@ -98,25 +99,6 @@ class AsyncJob(BaseJob):
 
     def __repr__(self) -> str:
         return "<gear.AsyncJob 0x%x handle: %r name: %s>" % (id(self), self.handle, self.name)
-
-    @property
-    def name(self) -> str:
-        """The function name."""
-        return self._name.decode("utf8")
-
-    @name.setter
-    def name(self, value: str | bytes) -> None:
-        self._name = convert_to_bytes(value)
-
-    @property
-    def arguments(self) -> bytes:
-        """The job's arguments as sent."""
-        return bytes(self._arguments)
-
-    @arguments.setter
-    def arguments(self, value: bytes | bytearray) -> None:
-        self._validate_arguments(value)
-        self._arguments = bytes(value)
 
     @property
     def done(self) -> bool:

@@ -16,7 +16,7 @@ from gear._aio import AsyncBase, AsyncConnection
 from gear.client import protocol, tracker
 from gear.client.async_job import AsyncJob, WorkUpdate
 from gear.codec import Frame, split_arguments
-from gear.errors import DisconnectError
+from gear.errors import DisconnectError, RemoteProtocolError
 from gear.hooks import call_hook
 
 __all__ = ["AsyncReplies", "requests_of"]
@@ -43,6 +43,10 @@ class AsyncReplies(AsyncBase):
 
     def _on_connection_lost(self, conn: AsyncConnection) -> None:
         error = DisconnectError("Lost the connection to %s:%s" % (conn.host, conn.port))
+        if conn.greeting is not None:
+            self._end_greeting(
+                conn, DisconnectError("%s closed the connection while greeting" % (conn,))
+            )
         for _, future, _ in requests_of(conn).drain():
             if future is not None and not future.done():
                 future.set_exception(error)
@@ -63,11 +67,29 @@ class AsyncReplies(AsyncBase):
     # -- packets ----------------------------------------------------------
 
     def _handle_frame(self, conn: AsyncConnection, frame: Frame) -> None:
+        if conn.greeting is not None:
+            self._greeting_reply(conn, frame)
+            return
         handler = _HANDLERS.get(frame.ptype)
         if handler is None:
             self.log.debug("Ignoring %s from %s", constants.types.get(frame.ptype), conn)
             return
         handler(self, conn, frame.data)
+
+    def _greeting_reply(self, conn: AsyncConnection, frame: Frame) -> None:
+        """Feed a reply to the connect-time ``exceptions`` request (see ``_on_connect``)."""
+        request, _ = conn.greeting
+        try:
+            if request.feed(frame.ptype, frame.data):
+                self._end_greeting(conn, None)
+        except RemoteProtocolError as e:
+            self._end_greeting(conn, e)
+
+    def _end_greeting(self, conn: AsyncConnection, error: BaseException | None) -> None:
+        _, answered = conn.greeting
+        conn.greeting = None
+        if not answered.done():
+            answered.set_result(error)
 
     def _job_created(self, conn: AsyncConnection, data: bytes) -> None:
         entry = requests_of(conn).answer(tracker.SUBMIT)
@@ -108,6 +130,8 @@ class AsyncReplies(AsyncBase):
             self.log.warning("OPTION_RES %r from %s with no request pending", data, conn)
             return
         _, future, option = entry
+        if option == data:
+            conn.options.add(option)
         if future is not None and not future.done():
             future.set_result(option == data)
 

@@ -21,6 +21,7 @@ from gear.errors import (
 )
 from gear.job import BaseJob
 from gear.packet import Packet
+from gear.reconnect import ReconnectPolicy
 from gear.tasks import OptionReqTask, SubmitJobTask, Task
 from gear.util import convert_to_bytes
 
@@ -74,8 +75,10 @@ class Client(BaseClient):
     methods.
     """
 
-    def __init__(self, client_id: str | bytes | None = "unknown") -> None:
-        super().__init__(client_id)
+    def __init__(
+        self, client_id: str | bytes | None = "unknown", *, reconnect: ReconnectPolicy | None = None
+    ) -> None:
+        super().__init__(client_id, reconnect=reconnect)
         self.log = logging.getLogger("gear.Client.%s" % (_text(self.client_id),))
         self.options: set[bytes] = set()
         self._status_lock = threading.Lock()

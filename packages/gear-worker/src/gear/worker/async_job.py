@@ -20,7 +20,6 @@ from gear.errors import (
 )
 from gear.hooks import JobOutcome
 from gear.job import BaseJob
-from gear.util import convert_to_bytes
 from gear.worker import protocol
 
 __all__ = ["AsyncWorkerJob", "Handler", "HandlerResult", "OnCancel"]
@@ -62,7 +61,9 @@ class AsyncWorkerJob(BaseJob):
     loop turn, so there is nothing to wait for. They raise
     :class:`gear.DisconnectError` if that connection is gone (the server then
     hands the job to another worker). ``ended`` becomes True after
-    :meth:`complete`, :meth:`fail` or :meth:`exception`.
+    :meth:`complete`, :meth:`fail` or :meth:`exception`. ``name`` (str),
+    ``arguments`` (bytes, as the client sent them) and ``unique`` are those
+    of :class:`gear.BaseJob`.
     """
 
     def __init__(
@@ -88,25 +89,6 @@ class AsyncWorkerJob(BaseJob):
             self.handle,
             self.name,
         )
-
-    @property
-    def name(self) -> str:
-        """The function name."""
-        return self._name.decode("utf8")
-
-    @name.setter
-    def name(self, value: str | bytes) -> None:
-        self._name = convert_to_bytes(value)
-
-    @property
-    def arguments(self) -> bytes:
-        """The job's arguments as the client sent them."""
-        return bytes(self._arguments)
-
-    @arguments.setter
-    def arguments(self, value: bytes | bytearray) -> None:
-        self._validate_arguments(value)
-        self._arguments = bytes(value)
 
     def _send(self, ptype: int, data: bytes | None) -> None:
         packet = encode_packet(_REQ, ptype, protocol.work_payload(self._handle, data))

@@ -21,6 +21,7 @@ from gear.errors import (
 )
 from gear.job import BaseBinaryJob, BaseJob, TextJobArguments, TextJobUnique
 from gear.packet import Packet
+from gear.reconnect import ReconnectPolicy
 from gear.tasks import Task
 from gear.util import convert_to_bytes
 from gear.worker import protocol
@@ -166,7 +167,11 @@ class Worker(BaseClient):
     grab_wait_timeout: float = 5.0
 
     def __init__(
-        self, client_id: str | bytes | None = None, worker_id: str | bytes | None = None
+        self,
+        client_id: str | bytes | None = None,
+        worker_id: str | bytes | None = None,
+        *,
+        reconnect: ReconnectPolicy | None = None,
     ) -> None:
         if not client_id:
             client_id = worker_id
@@ -181,7 +186,7 @@ class Worker(BaseClient):
         self.job_queue: queue.Queue[WorkerJob] = queue.Queue()
         self._interrupts = 0
         self._refusals: dict[Connection, set[bytes]] = {}
-        super().__init__(client_id)
+        super().__init__(client_id, reconnect=reconnect)
         self.log = logging.getLogger("gear.Worker.%s" % (_text(client_id),))
 
     def __repr__(self) -> str:
