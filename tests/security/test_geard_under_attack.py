@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import resource
 import socket
-import ssl
 import sqlite3
+import ssl
 import struct
 import subprocess
 import threading
