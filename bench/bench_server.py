@@ -409,7 +409,8 @@ async def sleepers_background(port: int, seconds: float, clients: int = 4, worke
     return rate
 
 
-async def serial_latency(port: int, jobs: int = 2000) -> tuple[float, float]:
+async def serial_latency(port: int, jobs: int = 2000, warmup: int = 100) -> tuple[float, float]:
+    """Median and 99th percentile of one job at a time, after ``warmup`` unmeasured jobs."""
     pool = await start_workers(port, 1, b"lat")
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
@@ -421,12 +422,12 @@ async def serial_latency(port: int, jobs: int = 2000) -> tuple[float, float]:
     client = await connect(port, on_frame)
     submit = pkt(C.SUBMIT_JOB, b"lat\0\0ping")
     samples = []
-    for i in range(jobs + 100):
+    for i in range(jobs + warmup):
         waiter = loop.create_future()
         started = time.perf_counter()
         client.write(submit)
         await asyncio.wait_for(waiter, 30)
-        if i >= 100:
+        if i >= warmup:
             samples.append(time.perf_counter() - started)
     client.close()
     for peer in pool:

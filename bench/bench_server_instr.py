@@ -43,6 +43,7 @@ from bench_server import (
     drain,
     enqueue,
     pkt,
+    serial_latency,
     start_workers,
 )
 
@@ -73,26 +74,6 @@ async def foreground_count(port: int, jobs: int, clients: int = 16, workers: int
         peer.write(submit * n)
     await asyncio.wait_for(finished, 300)
     for peer in peers + pool:
-        peer.close()
-
-
-async def serial_count(port: int, jobs: int) -> None:
-    pool = await start_workers(port, 1, b"lat")
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
-
-    def on_frame(peer: Peer, ptype: int, data: bytes) -> None:
-        if ptype == C.WORK_COMPLETE and not waiter.done():
-            waiter.set_result(None)
-
-    client = await connect(port, on_frame)
-    submit = pkt(C.SUBMIT_JOB, b"lat\0\0ping")
-    for _ in range(jobs):
-        waiter = loop.create_future()
-        client.write(submit)
-        await asyncio.wait_for(waiter, 30)
-    client.close()
-    for peer in pool:
         peer.close()
 
 
@@ -130,7 +111,7 @@ class Counted:
 
 
 WORKLOADS = {
-    "serial": lambda port, n: serial_count(port, n),
+    "serial": lambda port, n: serial_latency(port, n, warmup=0),
     "fg": lambda port, n: foreground_count(port, n),
     "enqueue": lambda port, n: enqueue(port, n),
     "drain": lambda port, n: drain(port, n),
@@ -156,7 +137,7 @@ def measure(python: str, env: dict[str, str], loop: list[str], jobs: dict[str, i
     )  # fmt: skip
     try:
         wait_port(port, proc, timeout=120)
-        asyncio.run(serial_count(port, 200))  # warm up
+        asyncio.run(serial_latency(port, 200))  # warm up
         result = {}
         for name, count in jobs.items():
             with Counted(proc.pid, out) as counted:
