@@ -219,6 +219,8 @@ class Server:
         signal.signal(signal.SIGINT, self._on_signal)
         # What start-up made (modules, classes, the server) lives as long as geard:
         # out of the collector's sight, a full collection costs what the jobs cost.
+        # Start-up's garbage is collected first, so none of it is kept for good.
+        gc.collect()
         gc.freeze()
         log.info("geard %s running (pid %d, %s build)", __version__, os.getpid(), BUILD)
         if self._early_signal is not None:
