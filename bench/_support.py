@@ -19,6 +19,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def quiet_log_config(folder: Path) -> Path:
+    """A ``geard --log-config`` file that logs warnings and errors only, to stderr."""
+    path = folder / "warning.conf"
+    path.write_text(
+        "[loggers]\nkeys=root\n[handlers]\nkeys=err\n[formatters]\nkeys=\n"
+        "[logger_root]\nlevel=WARNING\nhandlers=err\n"
+        "[handler_err]\nclass=StreamHandler\nargs=(sys.stderr,)\n"
+    )
+    return path
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
     """Return once ``port`` accepts; fail early if ``proc`` (the server) exits."""
     deadline = time.monotonic() + timeout

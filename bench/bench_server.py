@@ -61,7 +61,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from _support import HOST, REPO, cpu_seconds, free_port, gear016_python, wait_port
+from _support import (
+    HOST,
+    REPO,
+    cpu_seconds,
+    free_port,
+    gear016_python,
+    quiet_log_config,
+    wait_port,
+)
 
 from gear import constants as C
 from gear.codec import Decoder, Frame, encode_packet
@@ -193,12 +201,7 @@ POLLERS = {
 
 
 def make_servers(names: list[str], tmp: Path, baseline: Path | None = None) -> list[ServerProcess]:
-    quiet = tmp / "warning.conf"
-    quiet.write_text(
-        "[loggers]\nkeys=root\n[handlers]\nkeys=err\n[formatters]\nkeys=\n"
-        "[logger_root]\nlevel=WARNING\nhandlers=err\n"
-        "[handler_err]\nclass=StreamHandler\nargs=(sys.stderr,)\n"
-    )
+    quiet = quiet_log_config(tmp)
     servers = []
     for name in names:
         if name in POLLERS:

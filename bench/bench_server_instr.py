@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import HOST, REPO, free_port, wait_port
+from _support import HOST, REPO, free_port, quiet_log_config, wait_port
 from bench_server import (
     Peer,
     baseline_env,
@@ -122,13 +122,7 @@ def measure(python: str, env: dict[str, str], loop: list[str], jobs: dict[str, i
             ) -> dict[str, float]:  # fmt: skip
     port = free_port()
     out = Path(tempfile.mkdtemp()) / "callgrind.out"
-
-    quiet = out.parent / "warning.conf"
-    quiet.write_text(
-        "[loggers]\nkeys=root\n[handlers]\nkeys=err\n[formatters]\nkeys=\n"
-        "[logger_root]\nlevel=WARNING\nhandlers=err\n"
-        "[handler_err]\nclass=StreamHandler\nargs=(sys.stderr,)\n"
-    )
+    quiet = quiet_log_config(out.parent)
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out,
          python, "-m", "gear.cmd.geard", "-d", "-p", str(port), "--listen-address", HOST,
