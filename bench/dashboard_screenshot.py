@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -68,38 +66,19 @@ async def workload(port: int, seconds: float) -> None:
 
 
 def screenshot(url: str, out: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    profile = Path(tempfile.mkdtemp(prefix="gear-dashboard-"))
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--user-data-dir=%s" % profile,
-        "--window-size=1280,760",
-        "--hide-scrollbars",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    try:
+    sys.path.insert(0, str(REPO / "tests"))
+    from fixtures.browser import chromium  # the test suite's launch flags
+
+    with chromium(1280, 760, extra=("--hide-scrollbars",)) as driver:
         driver.get(url)
         WebDriverWait(driver, 20).until(
             lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.chart polyline")) >= 6
         )
         time.sleep(2.5)  # one more refresh, so the rates are not the first ones
         driver.save_screenshot(str(out))
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def main() -> None:
