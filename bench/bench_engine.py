@@ -16,34 +16,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+import _engine
+from _engine import Core
 
 from gear import constants as C
 from gear.codec import encode_packet
 from gear.server._build import BUILD
-from gear.server.config import ServerOptions
-from gear.server.inbox import Inbox
 from gear.server.model import Session
 
 
-class Timers:
-    def __init__(self) -> None:
-        self.soon: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-
-    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
-        self.soon.append((callback, args))
-
-    call_soon_threadsafe = call_soon
-
+class Timers(_engine.Timers):
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Any:
         raise AssertionError("no timers in this benchmark")
-
-    def turn(self) -> None:
-        while self.soon:
-            callback, args = self.soon.popleft()
-            callback(*args)
 
 
 class Peer(Session):
@@ -62,13 +49,6 @@ class Peer(Session):
 
     def buffer_size(self) -> int:
         return 0
-
-
-class Core(Inbox):
-    def __init__(self, timers: Timers) -> None:
-        super().__init__(ServerOptions(), timers)
-        self._init_inbox()
-        self._dispatch = self._build_dispatch()
 
 
 def run(batches: int, batch: int) -> float:

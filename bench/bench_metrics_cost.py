@@ -22,41 +22,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections import deque
-from collections.abc import Callable
 from typing import Any
+
+from _engine import Core, Timers
 
 from gear import constants as C
 from gear.codec import Decoder, Frame, encode_packet
-from gear.server.config import ServerOptions
 from gear.server.counters import JobCounters
-from gear.server.inbox import Inbox
 from gear.server.model import Session
-
-
-class Handle:
-    def cancel(self) -> None:
-        pass
-
-
-class Timers:
-    """Enough of an event loop: call_soon runs at the end of the turn."""
-
-    def __init__(self) -> None:
-        self.soon: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-
-    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
-        self.soon.append((callback, args))
-
-    call_soon_threadsafe = call_soon
-
-    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Handle:
-        return Handle()
-
-    def turn(self) -> None:
-        while self.soon:
-            callback, args = self.soon.popleft()
-            callback(*args)
 
 
 class Peer(Session):
@@ -75,14 +48,6 @@ class Peer(Session):
 
     def buffer_size(self) -> int:
         return 0
-
-
-class Core(Inbox):
-    def __init__(self, timers: Timers, counters: JobCounters | None) -> None:
-        super().__init__(ServerOptions(), timers)
-        self._init_inbox()
-        self._dispatch = self._build_dispatch()
-        self.job_counters = counters
 
 
 def run(jobs: int, metrics: bool, batch: int = 64) -> float:
